@@ -1,0 +1,444 @@
+"""The LR range test: `find_lr` and the `LRFinder` callback behind it.
+
+Anchors: fastai ``lr_find`` and Lightning ``LearningRateFinder``. Differences:
+the loss recorded is the true per-batch loss (Keras logs a running mean), the
+model's weights *and* optimizer state are restored bit for bit afterwards, and
+all three usual suggestion rules are returned together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from keras_opt import _validation as v
+from keras_opt.backend import check_model, keras
+from keras_opt.callbacks._batch_loss import BatchLossUnroller
+from keras_opt.callbacks._optimizer_state import learning_rate_variable, read_float
+
+logger = logging.getLogger(__name__)
+
+RULES = ("valley", "steepest", "minimum")
+
+
+@dataclasses.dataclass
+class LRFinderResult:
+    """What an LR range test measured.
+
+    Attributes:
+        lrs: List of floats. LR used at each step.
+        losses: List of floats. True loss of each step's batch.
+        smoothed_losses: List of floats. Bias-corrected exponential moving
+            average of ``losses`` (fastai's smoothing).
+        suggestions: Dict rule -> LR, for ``"valley"``, ``"steepest"`` and
+            ``"minimum"`` (the LR of the lowest smoothed loss divided by 10).
+        rule: String. The rule behind `suggested_lr`.
+        suggested_lr: Float. ``suggestions[rule]``.
+        diverged: Boolean. Whether the sweep stopped early on divergence.
+
+    Example:
+        >>> r = LRFinderResult([1e-3, 1e-2], [1.0, 0.5], [1.0, 0.7],
+        ...                    {"minimum": 1e-3}, "minimum", 1e-3, False)
+        >>> r.suggested_lr
+        0.001
+    """
+
+    lrs: list[float]
+    losses: list[float]
+    smoothed_losses: list[float]
+    suggestions: dict[str, float]
+    rule: str
+    suggested_lr: float
+    diverged: bool
+
+    def plot(self, path: str | os.PathLike) -> str:
+        """Save the (LR, smoothed loss) curve with the suggestion marked, as PNG.
+
+        Args:
+            path: String or path. Where to write the PNG.
+
+        Returns:
+            The path written, as a string.
+        """
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        try:
+            ax.plot(self.lrs, self.smoothed_losses, label="smoothed loss")
+            ax.plot(self.lrs, self.losses, alpha=0.3, label="batch loss")
+            ax.set_xscale("log")
+            ax.set_xlabel("learning rate")
+            ax.set_ylabel("loss")
+            finite = [x for x in self.smoothed_losses if math.isfinite(x)]
+            if finite:
+                low, high = min(finite), finite[0]
+                ax.set_ylim(low - 0.1 * abs(high - low + 1e-12), high + 0.5 * abs(high - low))
+            for rule, lr in self.suggestions.items():
+                style = "-" if rule == self.rule else ":"
+                ax.axvline(lr, linestyle=style, color="red" if rule == self.rule else "gray")
+            ax.set_title(f"LR finder: {self.rule} suggests {self.suggested_lr:.2e}")
+            ax.legend()
+            fig.tight_layout()
+            path = os.fspath(path)
+            directory = os.path.dirname(path)
+            if directory:
+                os.makedirs(directory, exist_ok=True)
+            fig.savefig(path, dpi=100)
+        finally:
+            plt.close(fig)
+        return path
+
+
+def smooth(losses: list[float], beta: float) -> list[float]:
+    """Bias-corrected exponential moving average (fastai's ``SmoothenValue``)."""
+    out, avg = [], 0.0
+    for i, loss in enumerate(losses, start=1):
+        avg = beta * avg + (1 - beta) * loss
+        out.append(avg / (1 - beta**i))
+    return out
+
+
+def suggest(lrs: list[float], smoothed: list[float]) -> dict[str, float]:
+    """The three suggestion rules on an (lr, smoothed loss) curve.
+
+    * ``"minimum"``: LR of the lowest smoothed loss, divided by 10.
+    * ``"steepest"``: LR of the most negative slope of loss over log10(LR),
+      before the minimum.
+    * ``"valley"``: fastai's rule — find the longest decreasing stretch of
+      the curve and take the point ``len/3 + len/6`` into it.
+
+    Args:
+        lrs: List of floats.
+        smoothed: List of floats, same length.
+
+    Returns:
+        Dict rule -> LR.
+    """
+    lrs_a = np.asarray(lrs, dtype=np.float64)
+    loss = np.asarray(smoothed, dtype=np.float64)
+    finite = np.isfinite(loss)
+    n = int(np.argmin(finite)) if not finite.all() else len(loss)
+    lrs_a, loss = lrs_a[:n], loss[:n]
+    if n < 3:
+        raise ValueError(
+            f"The LR sweep recorded only {n} finite losses, too few to suggest an LR. "
+            "Lower `start_lr` or raise `num_steps`."
+        )
+    i_min = int(np.argmin(loss))
+    out = {"minimum": float(lrs_a[i_min] / 10.0)}
+    grad = np.gradient(loss, np.log10(lrs_a))
+    # Skip the first 10% (the smoothed curve is still dominated by a few
+    # batches there) and stop at the minimum.
+    skip = min(max(n // 10, 1), max(i_min - 1, 0))
+    upto = max(i_min, skip + 1)
+    out["steepest"] = float(lrs_a[skip + int(np.argmin(grad[skip:upto]))])
+    # fastai valley: longest decreasing subsequence.
+    lds = [1] * n
+    max_start = max_end = 0
+    for i in range(1, n):
+        for j in range(i):
+            if loss[i] < loss[j] and lds[i] < lds[j] + 1:
+                lds[i] = lds[j] + 1
+            if lds[max_end] < lds[i]:
+                max_end = i
+                max_start = max_end - lds[max_end]
+    sections = (max_end - max_start) / 3
+    idx = max_start + int(sections) + int(sections / 2)
+    out["valley"] = float(lrs_a[min(max(idx, 0), n - 1)])
+    return out
+
+
+class LRFinder(keras.callbacks.Callback):
+    """Callback that sweeps the LR exponentially and records the true batch loss.
+
+    Usually used through `find_lr`. Used directly, run it in a ``fit`` of at
+    least ``num_steps`` batches; it stops training at the end of the sweep,
+    restores the weights and optimizer state, and stores the result in
+    ``self.result``.
+
+    Args:
+        start_lr: Float > 0. First LR.
+        end_lr: Float > ``start_lr``. Last LR.
+        num_steps: Integer >= 5. Steps of the sweep.
+        beta: Float in [0, 1). Smoothing of the loss curve.
+        diverge_threshold: Float > 1. Stop when the smoothed loss exceeds
+            this many times its minimum.
+        rule: String. ``"valley"`` (fastai's default), ``"steepest"`` or
+            ``"minimum"``.
+        restore: Boolean. Restore weights and optimizer state at the end.
+
+    Returns:
+        A Keras callback of the flavor in use.
+
+    Example:
+        >>> from keras_opt.callbacks import LRFinder
+        >>> finder = LRFinder(start_lr=1e-6, end_lr=1.0, num_steps=50)
+        >>> # model.fit(x, y, epochs=1, steps_per_epoch=50, callbacks=[finder])
+        >>> # finder.result.suggested_lr
+    """
+
+    def __init__(
+        self,
+        start_lr: float = 1e-7,
+        end_lr: float = 10.0,
+        num_steps: int = 100,
+        beta: float = 0.98,
+        diverge_threshold: float = 4.0,
+        rule: str = "valley",
+        restore: bool = True,
+    ) -> None:
+        super().__init__()
+        v.positive("start_lr", start_lr)
+        v.positive("end_lr", end_lr)
+        if end_lr <= start_lr:
+            v.fail("end_lr", f"> start_lr={start_lr}", end_lr)
+        v.integer("num_steps", num_steps, minimum=5)
+        v.in_range("beta", beta, 0.0, 1.0, high_inclusive=False)
+        if v.number("diverge_threshold", diverge_threshold) <= 1.0:  # type: ignore[operator]
+            v.fail("diverge_threshold", "> 1", diverge_threshold)
+        v.one_of("rule", rule, RULES)
+        self.start_lr = float(start_lr)
+        self.end_lr = float(end_lr)
+        self.num_steps = int(num_steps)
+        self.beta = float(beta)
+        self.diverge_threshold = float(diverge_threshold)
+        self.rule = rule
+        self.restore = bool(restore)
+        self.result: LRFinderResult | None = None
+
+    def lr_for_step(self, i: int) -> float:
+        """LR of sweep step ``i``: ``start * (end / start) ** (i / (num_steps - 1))``.
+
+        Args:
+            i: Integer. Step of the sweep.
+
+        Returns:
+            Float.
+        """
+        return self.start_lr * (self.end_lr / self.start_lr) ** (i / (self.num_steps - 1))
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._lr_var = learning_rate_variable(self.model.optimizer, "LRFinder")
+        self._snapshot = snapshot(self.model)
+        self._unroller = BatchLossUnroller()
+        self._step = 0
+        self._lrs: list[float] = []
+        self._losses: list[float] = []
+        self._smoothed: list[float] = []
+        self._best = math.inf
+        self._avg = 0.0
+        self._diverged = False
+        self.result = None
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._unroller.reset()
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        self._current_lr = self.lr_for_step(min(self._step, self.num_steps - 1))
+        self._lr_var.assign(self._current_lr)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if not logs or "loss" not in logs:
+            raise ValueError(
+                "LRFinder needs the training loss in the batch logs, but it is missing. "
+                "Compile the model with a loss."
+            )
+        loss = self._unroller.update(batch, read_float(logs["loss"]))
+        self._step += 1
+        self._lrs.append(self._current_lr)
+        self._losses.append(loss)
+        if not math.isfinite(loss):
+            self._smoothed.append(math.inf)
+            self._diverged = True
+            self.model.stop_training = True
+            return
+        self._avg = self.beta * self._avg + (1 - self.beta) * loss
+        smoothed = self._avg / (1 - self.beta ** len(self._losses))
+        self._smoothed.append(smoothed)
+        self._best = min(self._best, smoothed)
+        if self._step > 1 and smoothed > self.diverge_threshold * self._best:
+            self._diverged = True
+            self.model.stop_training = True
+        if self._step >= self.num_steps:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.restore:
+            restore(self.model, self._snapshot)
+        suggestions = suggest(self._lrs, self._smoothed)
+        self.result = LRFinderResult(
+            lrs=self._lrs,
+            losses=self._losses,
+            smoothed_losses=self._smoothed,
+            suggestions=suggestions,
+            rule=self.rule,
+            suggested_lr=suggestions[self.rule],
+            diverged=self._diverged,
+        )
+
+
+def _ensure_built(model: Any, sample: Any) -> None:
+    if not model.built:
+        model(sample, training=False)
+    optimizer = model.optimizer
+    built = getattr(optimizer, "built", None)
+    if built is None:
+        built = getattr(optimizer, "_built", False)
+    if not built:
+        with model.distribute_strategy.scope():
+            optimizer.build(model.trainable_variables)
+
+
+def snapshot(model: Any) -> dict[str, Any]:
+    """Copy the model's weights, optimizer variables and LR (for `restore`)."""
+    optimizer = model.optimizer
+    return {
+        "weights": [np.array(w, copy=True) for w in model.get_weights()],
+        "optimizer": [np.array(read_value(x), copy=True) for x in optimizer.variables],
+        "lr": np.array(read_value(optimizer._learning_rate), copy=True),
+    }
+
+
+def read_value(variable: Any) -> Any:
+    """NumPy value of a Keras 3 or TF variable."""
+    value = variable.numpy() if hasattr(variable, "numpy") else variable
+    return np.asarray(value)
+
+
+def restore(model: Any, state: dict[str, Any]) -> None:
+    """Put back what `snapshot` saved, bit for bit."""
+    model.set_weights(state["weights"])
+    optimizer = model.optimizer
+    variables = list(optimizer.variables)
+    if len(variables) != len(state["optimizer"]):
+        raise RuntimeError(
+            "The optimizer gained or lost variables during the LR sweep; cannot restore it."
+        )
+    for var, value in zip(variables, state["optimizer"]):
+        var.assign(value)
+    optimizer._learning_rate.assign(state["lr"])
+    model.reset_metrics()
+
+
+def _dataset(x: Any, y: Any, batch_size: int, sample_weight: Any, seed: int) -> tf.data.Dataset:
+    if isinstance(x, tf.data.Dataset):
+        if y is not None:
+            raise ValueError(
+                "When `x` is a tf.data.Dataset it must yield (inputs, targets); do not pass "
+                f"`y`. Received: y={type(y).__name__}"
+            )
+        return x.repeat()
+    if y is None:
+        raise ValueError("Argument `y` is required when `x` is an array. Received: y=None")
+    parts = (x, y) if sample_weight is None else (x, y, sample_weight)
+    first = tf.nest.flatten(x)[0]
+    n = len(first)
+    if n < batch_size:
+        v.fail("batch_size", f"<= the number of samples ({n})", batch_size)
+    ds = tf.data.Dataset.from_tensor_slices(parts)
+    return ds.shuffle(n, seed=seed).repeat().batch(batch_size, drop_remainder=True)
+
+
+def find_lr(
+    model: Any,
+    x: Any,
+    y: Any = None,
+    *,
+    batch_size: int = 32,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    num_steps: int = 100,
+    rule: str = "valley",
+    beta: float = 0.98,
+    diverge_threshold: float = 4.0,
+    sample_weight: Any = None,
+    plot: str | os.PathLike | None = None,
+    seed: int = 0,
+    verbose: int = 0,
+) -> LRFinderResult:
+    """Run an LR range test on a compiled model and suggest a learning rate.
+
+    The LR grows exponentially from ``start_lr`` to ``end_lr`` over
+    ``num_steps`` batches; the true per-batch loss is recorded; the sweep stops
+    early when the smoothed loss exceeds ``diverge_threshold`` times its best.
+    Afterwards the model's weights, the optimizer's state and its LR are
+    exactly what they were before (an unbuilt optimizer is built first).
+
+    Args:
+        model: Compiled Keras model (optimizer with a float learning rate).
+        x: Inputs (array, list/dict of arrays) or a batched ``tf.data.Dataset``
+            yielding ``(inputs, targets)``; it is repeated as needed.
+        y: Targets, when ``x`` is not a dataset.
+        batch_size: Integer. Batch size for array inputs.
+        start_lr: Float > 0. First LR.
+        end_lr: Float > ``start_lr``. Last LR.
+        num_steps: Integer >= 5. Batches in the sweep.
+        rule: String. Suggestion rule: ``"valley"``, ``"steepest"``, ``"minimum"``.
+        beta: Float. Smoothing factor of the loss curve.
+        diverge_threshold: Float > 1. Early-stop factor.
+        sample_weight: Optional per-sample weights for array inputs.
+        plot: Path or None. Where to save the curve as PNG.
+        seed: Integer. Shuffle seed for array inputs.
+        verbose: Integer. Passed to ``fit``.
+
+    Returns:
+        `LRFinderResult` with the curve and the suggestions.
+
+    Raises:
+        TypeError: if ``model`` is not a Keras model of the flavor in use, or
+            its optimizer holds a schedule object.
+        ValueError: if the model is not compiled, or on bad arguments.
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_opt.backend import keras
+        >>> from keras_opt.callbacks import find_lr
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        >>> model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+        >>> x = np.random.rand(256, 4).astype("float32"); y = x.sum(1)
+        >>> result = find_lr(model, x, y, num_steps=30, end_lr=1.0)
+        >>> 1e-7 <= result.suggested_lr <= 1.0
+        True
+    """
+    check_model(model)
+    if getattr(model, "optimizer", None) is None or not getattr(model, "_is_compiled", True):
+        raise ValueError(
+            "find_lr needs a compiled model. Call `model.compile(optimizer=..., loss=...)` first."
+        )
+    v.integer("batch_size", batch_size, minimum=1)
+    v.integer("seed", seed)
+    finder = LRFinder(
+        start_lr=start_lr,
+        end_lr=end_lr,
+        num_steps=num_steps,
+        beta=beta,
+        diverge_threshold=diverge_threshold,
+        rule=rule,
+    )
+    learning_rate_variable(model.optimizer, "find_lr")
+    ds = _dataset(x, y, batch_size, sample_weight, seed)
+    sample = next(iter(ds.take(1)))[0]
+    _ensure_built(model, sample)
+    model.fit(
+        ds,
+        epochs=1,
+        steps_per_epoch=num_steps,
+        callbacks=[finder],
+        verbose=verbose,
+        shuffle=False,
+    )
+    result = finder.result
+    assert result is not None  # set by on_train_end
+    if plot is not None:
+        result.plot(plot)
+    logger.info("LR finder: %s rule suggests %.3g", result.rule, result.suggested_lr)
+    return result

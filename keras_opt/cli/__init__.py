@@ -1,0 +1,75 @@
+"""The ``keras-opt`` command line.
+
+Each sub-command lives in its own module under ``keras_opt.cli`` and exposes
+``register(subparsers)``; `COMMANDS` lists those modules. The parser is
+built without importing TensorFlow, so ``keras-opt --help`` is instant.
+
+Example:
+    >>> from keras_opt.cli import build_parser
+    >>> build_parser().prog
+    'keras-opt'
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from keras_opt import __version__
+
+__all__ = ["main", "build_parser", "COMMANDS"]
+
+#: Sub-command modules, in the order ``--help`` lists them.
+COMMANDS: tuple[str, ...] = ("keras_opt.cli.demo",)
+
+
+class CLIError(Exception):
+    """A user error the CLI reports as one line (exit status 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the ``keras-opt`` argument parser with every sub-command.
+
+    Returns:
+        ``argparse.ArgumentParser``.
+    """
+    parser = argparse.ArgumentParser(
+        prog="keras-opt",
+        description=(
+            "From model.fit to a phone: LR schedules and finder, training monitors, "
+            "TFMOT compression and measured TFLite export for Keras models."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"keras-opt {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``keras-opt`` command.
+
+    Args:
+        argv: List of strings or None (``sys.argv[1:]``).
+
+    Returns:
+        Integer exit status: 0 on success, 2 on a user error.
+
+    Example:
+        >>> from keras_opt.cli import main
+        >>> main(["--version"])  # doctest: +SKIP
+        keras-opt 0.1.0
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except CLIError as err:
+        print(f"keras-opt {args.command}: error: {err}", file=sys.stderr)
+        return 2

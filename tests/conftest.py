@@ -1,0 +1,96 @@
+"""Shared fixtures: real data (sklearn digits) and small real models.
+
+The suite runs twice, once per Keras flavor (see scripts/test.sh). Tests that
+need one flavor use the ``tf_keras_only`` / ``keras3_only`` markers and are
+skipped in the other run; the error the other flavor raises is tested
+separately.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+
+from keras_opt import backend
+from keras_opt.backend import keras
+
+
+def pytest_collection_modifyitems(config, items):
+    other = "keras3_only" if backend.is_tf_keras() else "tf_keras_only"
+    skip = pytest.mark.skip(reason=f"needs the other Keras flavor (running {backend.flavor()})")
+    for item in items:
+        if other in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """sklearn's 8x8 digits as (x_train, y_train, x_test, y_test), images in [0, 1]."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images / 16.0).astype("float32")[..., None]
+    y = d.target.astype("int64")
+    rng = np.random.RandomState(0)
+    idx = rng.permutation(len(x))
+    x, y = x[idx], y[idx]
+    return x[:1400], y[:1400], x[1400:], y[1400:]
+
+
+def build_sequential_cnn(seed: int = 0):
+    """Sequential CNN: Conv + BatchNorm + ReLU, pooling, Dense head."""
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(16, 3, padding="same"),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, activation="softmax"),
+        ],
+        name="seq_cnn",
+    )
+
+
+def build_residual_cnn(seed: int = 0):
+    """Functional CNN with Conv + BatchNorm and a residual add."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, 1), name="image")
+    x = keras.layers.Conv2D(16, 3, padding="same", name="stem")(inputs)
+    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = keras.layers.ReLU(name="stem_relu")(x)
+    r = keras.layers.Conv2D(16, 3, padding="same", name="res_conv")(x)
+    r = keras.layers.BatchNormalization(name="res_bn")(r)
+    x = keras.layers.Add(name="res_add")([x, r])
+    x = keras.layers.ReLU(name="res_relu")(x)
+    x = keras.layers.MaxPooling2D(name="pool")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    outputs = keras.layers.Dense(10, activation="softmax", name="head")(x)
+    return keras.Model(inputs, outputs, name="res_cnn")
+
+
+def compile_classifier(model, optimizer=None):
+    model.compile(
+        optimizer=optimizer or keras.optimizers.Adam(1e-3),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+@pytest.fixture
+def sequential_cnn():
+    """A fresh compiled Sequential CNN (Adam 1e-3)."""
+    return compile_classifier(build_sequential_cnn())
+
+
+@pytest.fixture
+def residual_cnn():
+    """A fresh compiled Functional CNN with BatchNorm and a residual add (Adam 1e-3)."""
+    return compile_classifier(build_residual_cnn())
