@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 import os
-import types
+from typing import Any
 
 __all__ = [
     "keras",
@@ -49,7 +49,7 @@ if _LEGACY:
 else:
     import keras as _keras
 
-keras: types.ModuleType = _keras
+keras: Any = _keras
 """The Keras module in use: ``keras`` (Keras 3) or ``tf_keras``."""
 
 

@@ -9,8 +9,12 @@ Example:
     >>> callbacks = [LRScheduler(OneCycle(max_lr=1e-2))]
 """
 
+from keras_opt.callbacks.activation_monitor import ActivationMonitor
+from keras_opt.callbacks.gradient_monitor import GradientMonitor
 from keras_opt.callbacks.lr_finder import LRFinder, LRFinderResult, find_lr
 from keras_opt.callbacks.lr_scheduler import LRScheduler, Plateau
+from keras_opt.callbacks.nan_guard import NaNGuard
+from keras_opt.callbacks.training_monitor import TrainingMonitor
 
 __all__ = [
     "LRScheduler",
@@ -18,4 +22,8 @@ __all__ = [
     "LRFinder",
     "LRFinderResult",
     "find_lr",
+    "TrainingMonitor",
+    "GradientMonitor",
+    "ActivationMonitor",
+    "NaNGuard",
 ]

@@ -228,6 +228,7 @@ class LRFinder(keras.callbacks.Callback):
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._lr_var = learning_rate_variable(self.model.optimizer, "LRFinder")
+        _ensure_built(self.model)
         self._snapshot = snapshot(self.model)
         self._unroller = BatchLossUnroller()
         self._step = 0
@@ -286,8 +287,14 @@ class LRFinder(keras.callbacks.Callback):
         )
 
 
-def _ensure_built(model: Any, sample: Any) -> None:
+def _ensure_built(model: Any, sample: Any = None) -> None:
     if not model.built:
+        if sample is None:
+            raise ValueError(
+                "LRFinder needs a built model to snapshot its weights. Build it first "
+                "(start it with `keras.Input(...)`, or call it once on a batch), or use "
+                "`keras_opt.callbacks.find_lr`, which builds it."
+            )
         model(sample, training=False)
     optimizer = model.optimizer
     built = getattr(optimizer, "built", None)
@@ -323,7 +330,7 @@ def restore(model: Any, state: dict[str, Any]) -> None:
         raise RuntimeError(
             "The optimizer gained or lost variables during the LR sweep; cannot restore it."
         )
-    for var, value in zip(variables, state["optimizer"]):
+    for var, value in zip(variables, state["optimizer"], strict=True):
         var.assign(value)
     optimizer._learning_rate.assign(state["lr"])
     model.reset_metrics()

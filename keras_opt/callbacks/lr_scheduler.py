@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
+
+import tensorflow as tf
 
 from keras_opt import _validation as v
 from keras_opt.backend import keras
 from keras_opt.callbacks._monitor import MonitorState
 from keras_opt.callbacks._optimizer_state import (
+    ScheduledLearningRate,
+    base_optimizer,
+    install_momentum,
+    install_schedule,
     learning_rate_variable,
     momentum_attribute,
     read_float,
-    restore_hyperparameter,
-    variable_hyperparameter,
+    retrace,
+    uninstall,
 )
 from keras_opt.schedules import Schedule
 
@@ -131,42 +136,45 @@ class Plateau:
 
 
 class LRScheduler(keras.callbacks.Callback):
-    """Set the optimizer's LR (and momentum) from a schedule on every batch.
+    """Drive the optimizer's LR (and momentum) from a schedule, in-graph, during fit.
 
-    Compared with Keras' ``LearningRateScheduler`` (per epoch, LR only):
+    Compared with Keras' ``LearningRateScheduler`` (per epoch, LR only, Python):
 
     * per-step schedules whose length may be given in epochs — ``steps_per_epoch``
       and, if missing, the number of epochs are read from ``fit``;
+    * computed in the train step from the optimizer's step counter: no Python
+      per batch, so it costs nothing measurable (``benchmarks/``);
     * momentum (``momentum`` or ``beta_1``) cycled in opposite phase for
       schedules that define it (`keras_opt.schedules.OneCycle`, `CyclicalLR`);
-    * the LR (and momentum) written into the epoch ``logs`` under ``log_key``
-      so ``History``, ``CSVLogger`` and ``TensorBoard`` record it — place
-      ``LRScheduler`` before them in the callbacks list;
-    * an optional `Plateau` rule that scales the schedule;
-    * resume: the step is read from ``optimizer.iterations``, so a second
-      ``fit`` or ``fit(initial_epoch=k)`` continues the schedule. If the
-      optimizer is fresh (``iterations == 0``) and ``initial_epoch = k > 0``,
-      the schedule starts at ``k * steps_per_epoch``.
+    * the LR (and momentum) of the epoch's last step written into the epoch
+      ``logs`` under ``log_key``, so ``History``, ``CSVLogger`` and
+      ``TensorBoard`` record it — place ``LRScheduler`` before them;
+    * an optional `Plateau` rule that scales the schedule (Keras'
+      ``ReduceLROnPlateau`` raises ``TypeError`` next to a schedule);
+    * resume: a second ``fit`` or ``fit(initial_epoch=k)`` continues from
+      ``optimizer.iterations``. If the optimizer is fresh (``iterations == 0``)
+      and ``initial_epoch = k > 0``, the schedule starts at ``k * steps_per_epoch``.
 
-    With ``steps_per_execution > 1`` Keras calls batch hooks once per
-    execution, so the LR changes once per execution (at the right step).
+    During ``fit`` the optimizer's ``learning_rate`` is a schedule object; at
+    the end it is a float variable again, holding the last LR, and momentum a
+    float again, so the optimizer saves as usual.
 
     Args:
-        schedule: A `keras_opt.schedules.Schedule`, any Keras
-            ``LearningRateSchedule``, or a callable ``step -> lr``.
+        schedule: A `keras_opt.schedules.Schedule` or any Keras
+            ``LearningRateSchedule`` (evaluated in-graph).
         cycle_momentum: ``"auto"``, True or False. ``"auto"`` cycles momentum
             when the schedule defines it and the optimizer has ``momentum``
             (non-zero) or ``beta_1``. True raises if that is impossible.
         plateau: `Plateau` or None.
         log_key: String or None. Key for the LR in epoch logs (``"learning_rate"``,
             as Keras 3 uses); None disables logging.
-        verbose: Integer. 1 logs LR changes at INFO level once per epoch.
+        verbose: Integer. 1 logs the LR at INFO level once per epoch.
 
     Returns:
         A Keras callback of the flavor in use.
 
     Raises:
-        TypeError: at train begin, if the optimizer holds a schedule object.
+        TypeError: at train begin, if the optimizer already holds a schedule object.
         ValueError: if momentum cycling was requested on an optimizer without
             momentum or ``beta_1``.
 
@@ -179,17 +187,17 @@ class LRScheduler(keras.callbacks.Callback):
 
     def __init__(
         self,
-        schedule: Schedule | keras.optimizers.schedules.LearningRateSchedule | Callable,
+        schedule: Schedule | keras.optimizers.schedules.LearningRateSchedule,
         cycle_momentum: bool | str = "auto",
         plateau: Plateau | None = None,
         log_key: str | None = "learning_rate",
         verbose: int = 0,
     ) -> None:
         super().__init__()
-        if not callable(schedule):
+        if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
             v.fail(
                 "schedule",
-                "a keras_opt schedule, a Keras LearningRateSchedule or a callable step -> lr",
+                "a keras_opt schedule or a Keras LearningRateSchedule (evaluated in-graph)",
                 schedule,
                 exc=TypeError,
             )
@@ -206,24 +214,27 @@ class LRScheduler(keras.callbacks.Callback):
         self.log_key = log_key
         self.verbose = verbose
         self.scale = 1.0
+        self._reset_state()
+
+    def _reset_state(self) -> None:
         self._active: Any = None
+        self._offset: Any = None
+        self._scale: Any = None
+        self._momentum_attr_name: str | None = None
 
     # ----- setup --------------------------------------------------------------
     def _resolve_schedule(self) -> Any:
-        if not isinstance(self.schedule, Schedule):
+        if not isinstance(self.schedule, Schedule) or self.schedule.is_resolved():
             return self.schedule
-        params = self.params or {}
+        params = getattr(self, "params", None) or {}
         steps = params.get("steps")
-        epochs = params.get("epochs")
-        if self.schedule.is_resolved():
-            return self.schedule
         if steps is None:
             raise ValueError(
                 f"{type(self.schedule).__name__} is given in epochs, but fit does not know how "
                 "many steps an epoch has (an infinite or unsized dataset). Pass "
                 "`steps_per_epoch=` to fit or to the schedule."
             )
-        resolved = self.schedule.resolve(steps_per_epoch=int(steps), epochs=epochs)
+        resolved = self.schedule.resolve(steps_per_epoch=int(steps), epochs=params.get("epochs"))
         if not resolved.is_resolved():
             resolved.total_steps  # raises the "no known length" error  # noqa: B018
         return resolved
@@ -238,7 +249,7 @@ class LRScheduler(keras.callbacks.Callback):
                 "momentum cycle. Use OneCycle, or CyclicalLR with base_momentum/max_momentum. "
                 f"Received: cycle_momentum={self.cycle_momentum!r}"
             )
-        optimizer = self.model.optimizer
+        optimizer = base_optimizer(self.model.optimizer)
         attr = momentum_attribute(optimizer)
         if attr is None:
             if self.cycle_momentum is True:
@@ -257,66 +268,74 @@ class LRScheduler(keras.callbacks.Callback):
         return attr
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        optimizer = self.model.optimizer
-        self._lr_var = learning_rate_variable(optimizer, "LRScheduler")
-        self._active = self._resolve_schedule()
-        self._momentum_attr_name = self._momentum_attr(self._active)
-        self._momentum_var = (
-            variable_hyperparameter(self.model, self._momentum_attr_name)
-            if self._momentum_attr_name
-            else None
-        )
-        self._first_epoch = True
-        self._offset = 0
-        self._epoch_start = 0
+        optimizer = base_optimizer(self.model.optimizer)
+        learning_rate_variable(optimizer, "LRScheduler")  # clear error if not settable
+        active = self._resolve_schedule()
+        momentum_attr = self._momentum_attr(active)
         if read_float(optimizer.iterations) == 0:
             self.scale = 1.0
+        with self.model.distribute_strategy.scope():
+            self._offset = tf.Variable(0.0, trainable=False, name="keras_opt_lr_offset")
+            self._scale = tf.Variable(self.scale, trainable=False, name="keras_opt_lr_scale")
+        self._active = active
+        install_schedule(self.model, ScheduledLearningRate(active, self._offset, self._scale))
+        self._momentum_attr_name = momentum_attr
+        if momentum_attr:
+            offset, iterations = self._offset, optimizer.iterations
+
+            def momentum() -> tf.Tensor:
+                return active.momentum(tf.cast(iterations, tf.float32) + offset)
+
+            install_momentum(self.model, momentum_attr, momentum)
+        retrace(self.model)
+        self._first_epoch = True
         if self.plateau is not None:
             self.plateau.reset()
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        if self._momentum_attr_name:
-            restore_hyperparameter(self.model, self._momentum_attr_name)
+        uninstall(self.model, self._momentum_attr_name)
+        self._reset_state()
 
-    # ----- per step -------------------------------------------------------------
+    # ----- per epoch (nothing runs per batch) -------------------------------------
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        iterations = int(read_float(self.model.optimizer.iterations))
-        if self._first_epoch:
-            self._first_epoch = False
-            steps = (self.params or {}).get("steps")
-            if iterations == 0 and epoch > 0 and steps:
-                self._offset = epoch * int(steps)
-        self._epoch_start = iterations + self._offset
-        self._set(self._epoch_start)
+        if not self._first_epoch:
+            return
+        self._first_epoch = False
+        steps = (getattr(self, "params", None) or {}).get("steps")
+        iterations = read_float(base_optimizer(self.model.optimizer).iterations)
+        if iterations == 0 and epoch > 0 and steps:
+            self._offset.assign(float(epoch * int(steps)))
 
-    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
-        if batch:
-            self._set(self._epoch_start + batch)
+    def _python_step(self) -> float:
+        iterations = read_float(base_optimizer(self.model.optimizer).iterations)
+        return max(iterations - 1.0, 0.0) + read_float(self._offset)
 
-    def _lr(self, step: int) -> float:
-        schedule = self._active
-        if isinstance(schedule, Schedule):
-            return schedule.lr_at(step)
-        return read_float(schedule(step))
+    def current_lr(self) -> float:
+        """LR used by the last training step (schedule value times plateau scale).
 
-    def _set(self, step: int) -> None:
-        lr = self._lr(step) * self.scale
-        self._lr_var.assign(lr)
-        self.current_lr = lr
-        if self._momentum_var is not None:
-            momentum = self._active.momentum_at(step)
-            self._momentum_var.assign(momentum)
-            self.current_momentum = momentum
+        Returns:
+            Float.
+        """
+        step = self._python_step()
+        if isinstance(self._active, Schedule):
+            value = self._active.lr_at(step)
+        else:
+            value = read_float(self._active(step))
+        return value * self.scale
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if self.plateau is not None:
-            self.scale = self.plateau.step(logs, self.scale)
+        lr = self.current_lr()
         if logs is not None and self.log_key:
-            logs[self.log_key] = read_float(self._lr_var)
-            if self._momentum_var is not None:
-                logs[self._momentum_attr_name] = read_float(self._momentum_var)
+            logs[self.log_key] = lr
+            if self._momentum_attr_name:
+                logs[self._momentum_attr_name] = self._active.momentum_at(self._python_step())
         if self.verbose:
-            logger.info("Epoch %d: learning rate %.6g", epoch + 1, read_float(self._lr_var))
+            logger.info("Epoch %d: learning rate %.6g", epoch + 1, lr)
+        if self.plateau is not None:
+            new = self.plateau.step(logs, self.scale)
+            if new != self.scale:
+                self.scale = new
+                self._scale.assign(new)
 
     # ----- config -----------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
@@ -325,16 +344,8 @@ class LRScheduler(keras.callbacks.Callback):
         Returns:
             Dict.
         """
-        schedule = self.schedule
-        if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
-            schedule_cfg: Any = keras.optimizers.schedules.serialize(schedule)
-        else:
-            raise TypeError(
-                "LRScheduler.get_config needs a LearningRateSchedule; a plain callable "
-                f"cannot be serialized. Received: schedule={schedule!r}"
-            )
         return {
-            "schedule": schedule_cfg,
+            "schedule": keras.optimizers.schedules.serialize(self.schedule),
             "cycle_momentum": self.cycle_momentum,
             "plateau": None if self.plateau is None else self.plateau.get_config(),
             "log_key": self.log_key,

@@ -22,7 +22,11 @@ from keras_opt import __version__
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 #: Sub-command modules, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("keras_opt.cli.demo",)
+COMMANDS: tuple[str, ...] = (
+    "keras_opt.cli.demo",
+    "keras_opt.cli.convert",
+    "keras_opt.cli.benchmark",
+)
 
 
 class CLIError(Exception):

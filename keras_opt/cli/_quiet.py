@@ -19,6 +19,13 @@ def quiet_tensorflow() -> None:
     warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
     for name in ("tensorflow", "absl", "h5py", "tf_keras", "keras"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    if "tensorflow" not in sys.modules:
+        # absl prints "All log messages before absl::InitializeLog()..." straight
+        # to file descriptor 2 while TensorFlow loads, whatever the log level.
+        with redirect_fds():
+            import tensorflow  # noqa: F401
+
+            import keras_opt.backend  # noqa: F401
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", default="tflite_models/digits", help="output folder")
-    p.add_argument("--epochs", type=int, default=8, help="training epochs (default 8)")
+    p.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
 
@@ -46,10 +46,10 @@ def build_cnn(keras: Any, seed: int = 0) -> Any:
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((8, 8, 1), name="image")
     x = keras.layers.Conv2D(16, 3, padding="same", name="stem")(inputs)
-    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, name="stem_bn")(x)
     x = keras.layers.ReLU(name="stem_relu")(x)
     r = keras.layers.Conv2D(16, 3, padding="same", name="res_conv")(x)
-    r = keras.layers.BatchNormalization(name="res_bn")(r)
+    r = keras.layers.BatchNormalization(momentum=0.9, name="res_bn")(r)
     x = keras.layers.ReLU(name="res_relu")(keras.layers.Add(name="res_add")([x, r]))
     x = keras.layers.MaxPooling2D(name="pool")(x)
     x = keras.layers.Flatten(name="flatten")(x)

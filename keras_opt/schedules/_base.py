@@ -158,9 +158,7 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
                 and self.steps_per_epoch is None
             ):
                 return False
-        if self.needs_total and self._total_steps_or_none() is None:
-            return False
-        return True
+        return not (self.needs_total and self._total_steps_or_none() is None)
 
     def _total_steps_or_none(self) -> int | None:
         c = self._config
@@ -263,6 +261,18 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
         """
         self._check()
         return float(self._formula(NP.f(step), NP))
+
+    def momentum(self, step: Any) -> Any:
+        """In-graph momentum at ``step`` (a float32 tensor), or None if not cycled.
+
+        Args:
+            step: Integer tensor or number. Optimizer step.
+
+        Returns:
+            A float32 tensor, or None.
+        """
+        self._check()
+        return self._momentum_formula(TF.f(step), TF)
 
     def momentum_at(self, step: int | float) -> float | None:
         """Momentum (or Adam's ``beta_1``) at ``step``, or None if not cycled.

@@ -1,4 +1,4 @@
-"""Cyclical learning rates (Smith 2017), the successor of tensorflow-addons' CyclicalLearningRate."""
+"""Cyclical learning rates (Smith 2017), successor of tensorflow-addons CyclicalLearningRate."""
 
 from __future__ import annotations
 

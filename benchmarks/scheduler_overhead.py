@@ -1,0 +1,109 @@
+"""Fit time with and without keras_opt's LRScheduler callback (target ratio <= 1.02).
+
+One process, one model architecture, the same data: plain fit and fit with
+``LRScheduler(OneCycle(...))`` (LR and beta_1 set every batch) are run in
+alternation and the median epoch time of each is compared. Writes
+``benchmarks/results/scheduler_overhead.json``. Measured, never asserted.
+
+    python benchmarks/scheduler_overhead.py [--epochs 6] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+from sklearn.datasets import load_digits  # noqa: E402
+
+from keras_opt.backend import flavor, keras  # noqa: E402
+from keras_opt.callbacks import LRScheduler  # noqa: E402
+from keras_opt.schedules import OneCycle  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class EpochTimer(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self._t)
+
+
+def build():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+            keras.layers.BatchNormalization(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def main() -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "scheduler_overhead.json"))
+    args = parser.parse_args()
+
+    d = load_digits()
+    x = (d.images / 16.0).astype("float32")[..., None]
+    y = d.target
+    plain_times, sched_times = [], []
+    for _ in range(args.repeats):
+        for with_scheduler in (False, True):
+            model = build()
+            model.fit(x[:64], y[:64], epochs=1, verbose=0)  # trace outside the timing
+            timer = EpochTimer()
+            callbacks = [timer]
+            if with_scheduler:
+                callbacks.insert(0, LRScheduler(OneCycle(max_lr=1e-2)))
+            model.fit(
+                x, y, batch_size=args.batch_size, epochs=args.epochs, callbacks=callbacks, verbose=0
+            )
+            # First epoch includes re-tracing (the momentum variable); skip it for both.
+            (sched_times if with_scheduler else plain_times).extend(timer.times[1:])
+    plain, sched = statistics.median(plain_times), statistics.median(sched_times)
+    result = {
+        "benchmark": "scheduler_overhead",
+        "flavor": flavor(),
+        "steps_per_epoch": int(np.ceil(len(x) / args.batch_size)),
+        "median_epoch_s_plain": plain,
+        "median_epoch_s_scheduler": sched,
+        "ratio": sched / plain,
+        "target_ratio": 1.02,
+        "meets_target": sched / plain <= 1.02,
+        "epochs_measured": len(plain_times),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+    }
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2)
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
