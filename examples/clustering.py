@@ -1,0 +1,73 @@
+"""Story: weight clustering to 16 shared values per kernel.
+
+Re-runs itself with ``TF_USE_LEGACY_KERAS=1`` when needed (TFMOT needs tf_keras).
+
+    python examples/clustering.py [--clusters 16] [--init kmeans++]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if os.environ.get("TF_USE_LEGACY_KERAS") != "1":
+    os.execve(
+        sys.executable,
+        [sys.executable, *sys.argv],
+        {**os.environ, "TF_USE_LEGACY_KERAS": "1"},
+    )
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import argparse  # noqa: E402
+
+from sklearn.datasets import load_digits  # noqa: E402
+
+import keras_opt.optimization as kopt  # noqa: E402
+from keras_opt.backend import keras  # noqa: E402
+
+
+def digits():
+    d = load_digits()
+    x = (d.images / 16.0).astype("float32")[..., None]
+    return x[:1400], d.target[:1400], x[1400:], d.target[1400:]
+
+
+def build():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(keras.layers.Conv2D(16, 3)(inputs)))
+    x = keras.layers.Flatten()(keras.layers.MaxPooling2D()(x))
+    x = keras.layers.Dense(64, activation="relu")(x)
+    outputs = keras.layers.Dense(10, activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def main(clusters: int = 16, init: str = "kmeans++") -> float:
+    x, y, x_test, y_test = digits()
+    model = build()
+    model.fit(x, y, epochs=10, batch_size=32, verbose=0)
+    print(f"float accuracy: {model.evaluate(x_test, y_test, verbose=0)[1]:.3f}")
+
+    clustered = kopt.cluster(model, clusters, init=init)
+    clustered.compile(
+        optimizer=keras.optimizers.Adam(1e-4),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    clustered.fit(x, y, epochs=1, batch_size=32, verbose=0)
+
+    small = kopt.strip(clustered)
+    print(kopt.summary(small))  # unique values per kernel <= clusters
+    small.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    accuracy = small.evaluate(x_test, y_test, verbose=0)[1]
+    print(f"clustered accuracy: {accuracy:.3f}")
+    return float(accuracy)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clusters", type=int, default=16)
+    parser.add_argument("--init", default="kmeans++")
+    main(**vars(parser.parse_args()))

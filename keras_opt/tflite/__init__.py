@@ -1,0 +1,35 @@
+"""TFLite (LiteRT) export: every variant, measured — size, latency, accuracy.
+
+`export` converts a Keras model into ``.tflite`` variants (see `VARIANTS`),
+writes them atomically with ``manifest.json``, ``report.md`` and a plot, and
+measures every number from the files: size, LiteRT latency (`benchmark`),
+parity with Keras, ops and quantization details.
+
+Importing this package does not import TensorFlow or Keras (the conversion
+worker process, ``python -m keras_opt.tflite.convert``, stays light).
+
+Example:
+    >>> from keras_opt.tflite import VARIANTS
+    >>> list(VARIANTS)
+    ['float32', 'float16', 'dynamic_int8', 'int8', 'int8_only', 'int16x8']
+    >>> from keras_opt.tflite import export
+    >>> result = export(model, "tflite_models/digits", representative_data=x_cal,
+    ...                 eval_data=(x_test, y_test))  # doctest: +SKIP
+    >>> result["int8"]["metrics"]  # doctest: +SKIP
+    {'accuracy': 0.97}
+"""
+
+from keras_opt.tflite.benchmark import LatencyResult, benchmark
+from keras_opt.tflite.export import ExportResult, export
+from keras_opt.tflite.inspection import inspect_tflite
+from keras_opt.tflite.variants import VARIANTS, Variant
+
+__all__ = [
+    "export",
+    "ExportResult",
+    "benchmark",
+    "LatencyResult",
+    "inspect_tflite",
+    "VARIANTS",
+    "Variant",
+]

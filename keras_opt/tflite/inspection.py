@@ -1,0 +1,112 @@
+"""What is inside a ``.tflite`` file: ops, tensor types, quantization, I/O details.
+
+Reads the flatbuffer with the schema that ships with ai-edge-litert.
+
+Example:
+    >>> from keras_opt.tflite.inspection import inspect_tflite
+    >>> info = inspect_tflite(open("model.tflite", "rb").read())  # doctest: +SKIP
+    >>> info["builtin_only"], info["dequantize_count"]  # doctest: +SKIP
+    (True, 0)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+__all__ = ["inspect_tflite", "io_details"]
+
+
+def _names(cls: Any) -> dict[int, str]:
+    return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+def inspect_tflite(content: bytes) -> dict[str, Any]:
+    """Summarize the ops and tensors of a TFLite flatbuffer.
+
+    Args:
+        content: Bytes of the ``.tflite`` file.
+
+    Returns:
+        Dict with ``used`` (op name -> count, Flex and custom ops by their
+        custom code), ``builtin_only``, ``needs_flex_delegate``,
+        ``custom_ops``, ``tensor_types`` (type -> count), ``int8_tensors``,
+        ``dequantize_count``, ``quantize_count`` and ``weight_bytes`` (bytes
+        of constant buffers).
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    op_names = _names(schema.BuiltinOperator)
+    type_names = _names(schema.TensorType)
+    model = schema.Model.GetRootAs(content, 0)
+    codes = []
+    for i in range(model.OperatorCodesLength()):
+        oc = model.OperatorCodes(i)
+        code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
+        if code == schema.BuiltinOperator.CUSTOM:
+            custom = oc.CustomCode()
+            codes.append(custom.decode() if isinstance(custom, bytes) else str(custom))
+        else:
+            codes.append(op_names.get(code, f"BUILTIN_{code}"))
+    used: Counter = Counter()
+    types: Counter = Counter()
+    int8_names: list[str] = []
+    for s in range(model.SubgraphsLength()):
+        sg = model.Subgraphs(s)
+        for o in range(sg.OperatorsLength()):
+            used[codes[sg.Operators(o).OpcodeIndex()]] += 1
+        for t in range(sg.TensorsLength()):
+            tensor = sg.Tensors(t)
+            tname = type_names.get(tensor.Type(), str(tensor.Type()))
+            types[tname] += 1
+            if tname == "INT8":
+                name = tensor.Name()
+                int8_names.append(name.decode() if isinstance(name, bytes) else str(name))
+    builtin = set(op_names.values())
+    custom_ops = sorted(op for op in used if op not in builtin)
+    weight_bytes = 0
+    for b in range(model.BuffersLength()):
+        buf = model.Buffers(b)
+        weight_bytes += int(buf.Size()) if buf.Size() else int(buf.DataLength())
+    return {
+        "used": dict(sorted(used.items())),
+        "builtin_only": not custom_ops,
+        "needs_flex_delegate": any(op.startswith("Flex") for op in custom_ops),
+        "custom_ops": custom_ops,
+        "tensor_types": dict(sorted(types.items())),
+        "int8_tensors": len(int8_names),
+        "int8_tensor_names": int8_names,
+        "dequantize_count": used.get("DEQUANTIZE", 0),
+        "quantize_count": used.get("QUANTIZE", 0),
+        "weight_bytes": weight_bytes,
+    }
+
+
+def _detail(d: dict) -> dict[str, Any]:
+    scale, zero = d.get("quantization", (0.0, 0))
+    return {
+        "name": d["name"],
+        "shape": [int(v) for v in d.get("shape_signature", d["shape"])],
+        "dtype": np.dtype(d["dtype"]).name,
+        "scale": float(scale),
+        "zero_point": int(zero),
+    }
+
+
+def io_details(interpreter: Any) -> dict[str, list[dict[str, Any]]]:
+    """Input and output tensors of an interpreter with quantization scale and zero point.
+
+    Args:
+        interpreter: A LiteRT ``Interpreter``.
+
+    Returns:
+        Dict ``{"inputs": [...], "outputs": [...]}``; each item has ``name``,
+        ``shape`` (-1 for a dynamic axis), ``dtype``, ``scale`` and
+        ``zero_point`` (0.0 and 0 for float tensors).
+    """
+    return {
+        "inputs": [_detail(d) for d in interpreter.get_input_details()],
+        "outputs": [_detail(d) for d in interpreter.get_output_details()],
+    }

@@ -1,0 +1,77 @@
+"""Pruning and QAT inside a MirroredStrategy over two logical CPUs (tf_keras).
+
+Logical devices must be configured before TensorFlow initializes its devices,
+so the check runs in a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytestmark = pytest.mark.tf_keras_only
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, os
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras_opt.optimization as kopt
+    from tests.conftest import build_residual_cnn, compile_classifier
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images[:128] / 16.0).astype("float32")[..., None]
+    y = d.target[:128]
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        pruned = compile_classifier(kopt.prune(build_residual_cnn(), target_sparsity=0.5))
+    pruned.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=kopt.callbacks(pruned))
+    wrapper = pruned.get_layer("prune_low_magnitude_head")
+    masks = [np.asarray(v.numpy()) for v in wrapper.pruning_vars[0][1].values]
+    steps = [int(v.numpy()) for v in wrapper.pruning_step.values]
+    head = kopt.strip(pruned).get_layer("head").get_weights()[0]
+    with strategy.scope():
+        qat = compile_classifier(kopt.quantize(build_residual_cnn()))
+    history = qat.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    print(json.dumps({
+        "replicas": strategy.num_replicas_in_sync,
+        "masks_equal": bool(np.array_equal(masks[0], masks[1])),
+        "mask_sparsity": float(1 - masks[0].mean()),
+        "steps": steps,
+        "head_sparsity": float(np.mean(head == 0)),
+        "qat_loss_finite": bool(np.isfinite(history.history["loss"][-1])),
+    }))
+    """
+)
+
+
+def test_prune_and_qat_under_mirrored_strategy_keep_replicas_consistent():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["replicas"] == 2
+    assert report["masks_equal"]
+    assert report["mask_sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert report["steps"][0] == report["steps"][1] == 4  # 2 epochs x 2 global steps
+    assert report["head_sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert report["qat_loss_finite"]

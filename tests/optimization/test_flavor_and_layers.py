@@ -1,0 +1,85 @@
+"""Flavor gate and layer selection (both flavors)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import keras_opt.optimization as kopt
+from keras_opt.backend import FlavorError, keras
+from keras_opt.optimization.layers import select_layers
+from tests.conftest import build_residual_cnn
+
+TFMOT_CALLS = {
+    "prune": lambda m: kopt.prune(m, target_sparsity=0.5),
+    "callbacks": lambda m: kopt.callbacks(m),
+    "quantize": lambda m: kopt.quantize(m),
+    "check": lambda m: kopt.check(m),
+    "cluster": lambda m: kopt.cluster(m, 8),
+    "strip": lambda m: kopt.strip(m),
+    "collaborative": lambda m: kopt.collaborative(m, np.zeros((2, 8, 8, 1)), np.zeros(2)),
+}
+
+
+@pytest.mark.keras3_only
+@pytest.mark.parametrize("name", sorted(TFMOT_CALLS))
+def test_tfmot_functions_raise_one_clear_error_under_keras3(name):
+    model = build_residual_cnn()
+    with pytest.raises(FlavorError) as info:
+        TFMOT_CALLS[name](model)
+    message = str(info.value)
+    assert f"keras_opt.optimization.{name}" in message
+    assert "TF_USE_LEGACY_KERAS=1" in message
+    assert "before TensorFlow is imported" in message
+
+
+def test_select_layers_by_name_regex_type_and_skip():
+    model = build_residual_cnn()
+    assert select_layers(model.layers, ["head"]) == {"head"}
+    assert select_layers(model.layers, re.compile("res_.*")) == {
+        "res_conv",
+        "res_bn",
+        "res_add",
+        "res_relu",
+    }
+    assert select_layers(model.layers, keras.layers.Conv2D) == {"stem", "res_conv"}
+    assert select_layers(model.layers, keras.layers.Conv2D, skip="stem") == {"res_conv"}
+    kernels = select_layers(model.layers, eligible=lambda layer: bool(layer.weights))
+    assert kernels == {"stem", "stem_bn", "res_conv", "res_bn", "head"}
+
+
+def test_select_layers_unknown_name_lists_the_model_layers():
+    model = build_residual_cnn()
+    with pytest.raises(ValueError, match=r"Argument `layers` .* Received: layers='hed'.*stem"):
+        select_layers(model.layers, ["hed"])
+    with pytest.raises(ValueError, match="Argument `skip`"):
+        select_layers(model.layers, skip=re.compile("nothing.*"))
+    with pytest.raises(TypeError, match="Argument `layers`"):
+        select_layers(model.layers, [3])
+    with pytest.raises(ValueError, match="has no weights that can be pruned"):
+        select_layers(
+            model.layers, ["flatten"], eligible=lambda layer: bool(layer.weights), what="pruned"
+        )
+
+
+def test_summary_reads_sparsity_and_unique_values_in_both_flavors():
+    model = build_residual_cnn()
+    kernel, bias = model.get_layer("head").get_weights()
+    kernel = np.where(np.arange(kernel.size).reshape(kernel.shape) % 4 == 0, 0.5, 0.0)
+    model.get_layer("head").set_weights([kernel.astype("float32"), bias])
+    report = kopt.summary(model)
+    head = report["head"]
+    assert head.sparsity == pytest.approx(0.75)
+    assert head.unique_values == 2
+    assert head.weights == kernel.size
+    assert not head.quantized
+    assert [row.name for row in report.layers] == ["stem", "res_conv", "head"]
+    assert "head" in str(report)
+    assert report.to_dict()["layers"][2]["sparsity"] == pytest.approx(0.75)
+
+
+def test_summary_rejects_non_models():
+    with pytest.raises(TypeError, match="Argument `model`"):
+        kopt.summary("model.keras")
