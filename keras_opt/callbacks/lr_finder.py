@@ -80,8 +80,10 @@ class LRFinderResult:
             ax.set_ylabel("loss")
             finite = [x for x in self.smoothed_losses if math.isfinite(x)]
             if finite:
-                low, high = min(finite), finite[0]
-                ax.set_ylim(low - 0.1 * abs(high - low + 1e-12), high + 0.5 * abs(high - low))
+                low = min(finite)
+                high = max(finite[: finite.index(low) + 1])  # the curve up to its minimum
+                pad = 0.1 * (high - low) + 1e-12
+                ax.set_ylim(low - pad, high + pad)
             for rule, lr in self.suggestions.items():
                 style = "-" if rule == self.rule else ":"
                 ax.axvline(lr, linestyle=style, color="red" if rule == self.rule else "gray")
