@@ -20,6 +20,7 @@ Example:
 """
 
 from keras_opt.tflite.benchmark import LatencyResult, benchmark
+from keras_opt.tflite.comparison import write_comparison
 from keras_opt.tflite.export import ExportResult, export
 from keras_opt.tflite.inspection import inspect_tflite
 from keras_opt.tflite.variants import VARIANTS, Variant
@@ -31,5 +32,6 @@ __all__ = [
     "LatencyResult",
     "inspect_tflite",
     "VARIANTS",
+    "write_comparison",
     "Variant",
 ]
