@@ -165,7 +165,8 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:60rem;color:#222}
 table{border-collapse:collapse;margin:1rem 0}th,td{padding:.3rem .7rem;border-bottom:1px solid #ddd}
 td.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f4f4f4;text-align:left}
-tr.failed td{color:#a00}figure{margin:1rem 0}img{max-width:100%;border:1px solid #eee}
+tr.failed td{color:#a00}td.err{max-width:36rem;font-size:.85rem}
+pre{white-space:pre-wrap;word-break:break-all;font-size:.75rem}figure{margin:1rem 0}img{max-width:100%;border:1px solid #eee}
 .note{color:#555;font-size:.9rem}
 """
 
@@ -249,11 +250,18 @@ def write_comparison(
     body += [f"<th>{h}</th>" for h in HEADERS]
     body.append("</tr></thead><tbody>")
     for r in rows:
-        cls = ' class="failed"' if r["error"] else ""
         cells = _cells(r, None)
         tds = [f"<td>{html.escape(c)}</td>" for c in cells[:2]]
+        if r["error"]:
+            short = html.escape(_cells(r, 120)[5])
+            tds.append(
+                f'<td colspan="4" class="err">failed: <details><summary>{short}</summary>'
+                f"<pre>{html.escape(str(r['error']))}</pre></details></td>"
+            )
+            body.append('<tr class="failed">' + "".join(tds) + "</tr>")
+            continue
         tds += [f'<td class="n">{html.escape(c)}</td>' for c in cells[2:]]
-        body.append(f"<tr{cls}>" + "".join(tds) + "</tr>")
+        body.append("<tr>" + "".join(tds) + "</tr>")
     body.append("</tbody></table>")
     body += [_img(path, caption) for caption, path in images.items() if os.path.exists(path)]
     body.append(
