@@ -7,41 +7,17 @@ Re-runs itself with ``TF_USE_LEGACY_KERAS=1`` when needed (TFMOT needs tf_keras)
 
 from __future__ import annotations
 
-import os
-import sys
+import _common
 
-if os.environ.get("TF_USE_LEGACY_KERAS") != "1":
-    os.execve(
-        sys.executable,
-        [sys.executable, *sys.argv],
-        {**os.environ, "TF_USE_LEGACY_KERAS": "1"},
-    )
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+_common.use_tf_keras()  # re-runs this script under tf_keras if needed
+
 
 import argparse  # noqa: E402
 
-from sklearn.datasets import load_digits  # noqa: E402
-
 import keras_opt.optimization as kopt  # noqa: E402
-from keras_opt.backend import keras  # noqa: E402
 
-
-def digits():
-    d = load_digits()
-    x = (d.images / 16.0).astype("float32")[..., None]
-    return x[:1400], d.target[:1400], x[1400:], d.target[1400:]
-
-
-def build():
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((8, 8, 1))
-    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(keras.layers.Conv2D(16, 3)(inputs)))
-    x = keras.layers.Flatten()(keras.layers.MaxPooling2D()(x))
-    x = keras.layers.Dense(64, activation="relu")(x)
-    outputs = keras.layers.Dense(10, activation="softmax")(x)
-    model = keras.Model(inputs, outputs)
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
+digits = _common.digits
+build = _common.build_cnn
 
 
 def main(sparsity: float = 0.5, clusters: int = 16, epochs: int = 1) -> dict:

@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "keras_opt.cli.demo",
     "keras_opt.cli.convert",
     "keras_opt.cli.benchmark",
+    "keras_opt.cli.optimize",
 )
 
 

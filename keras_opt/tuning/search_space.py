@@ -116,8 +116,8 @@ def compression(
             v.fail("sparsity", "(low, high) with low <= high", sparsity)
         out["target_sparsity"] = hp.Float("target_sparsity", low, high, step=0.1)
     if clusters is not None:
-        clusters = [v.integer("clusters", c, minimum=2) for c in clusters]
-        out["number_of_clusters"] = hp.Choice("number_of_clusters", clusters)
+        values = [int(v.integer("clusters", c, minimum=2) or 0) for c in clusters]
+        out["number_of_clusters"] = hp.Choice("number_of_clusters", values)
     if qat is None:
         out["quantize"] = hp.Boolean("qat")
     else:

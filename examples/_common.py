@@ -1,0 +1,44 @@
+"""Shared by the example scripts: switching to tf_keras, digits data, a small CNN."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def use_tf_keras() -> None:
+    """Re-run this script with TF_USE_LEGACY_KERAS=1 (TFMOT needs tf_keras).
+
+    The variable must be set before TensorFlow is imported, so call this first.
+    """
+    if os.environ.get("TF_USE_LEGACY_KERAS") != "1":
+        os.execve(
+            sys.executable,
+            [sys.executable, *sys.argv],
+            {**os.environ, "TF_USE_LEGACY_KERAS": "1"},
+        )
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def digits() -> tuple:
+    """sklearn's digits as (x_train, y_train, x_test, y_test), 8x8x1 images in [0, 1]."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images / 16.0).astype("float32")[..., None]
+    return x[:1400], d.target[:1400], x[1400:], d.target[1400:]
+
+
+def build_cnn():
+    """A compiled Conv + BatchNorm CNN for digits."""
+    from keras_opt.backend import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(keras.layers.Conv2D(16, 3)(inputs)))
+    x = keras.layers.Flatten()(keras.layers.MaxPooling2D()(x))
+    x = keras.layers.Dense(64, activation="relu")(x)
+    outputs = keras.layers.Dense(10, activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
