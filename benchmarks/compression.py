@@ -12,7 +12,7 @@ Every number comes from a ``.tflite`` file run with the LiteRT interpreter.
 Writes ``benchmarks/results/compression.json``. Measured, never asserted. TFMOT
 needs tf_keras, so the script re-runs itself with ``TF_USE_LEGACY_KERAS=1``.
 
-    python benchmarks/compression.py [--epochs 20] [--finetune 8] [--out DIR]
+    python benchmarks/compression.py [--epochs 20] [--finetune 8] [--out JSON]
 """
 
 from __future__ import annotations
@@ -134,6 +134,7 @@ def main(epochs: int = 20, finetune: int = 8, out: str | None = None) -> dict:
     base_int8 = to_int8(base, x_cal)
     base_acc = tflite_accuracy(base_int8, x_test, y_test)
     results: dict = {
+        "benchmark": "compression",
         "flavor": "tf_keras",
         "tensorflow": tf.__version__,
         "platform": platform.platform(),
@@ -207,9 +208,8 @@ def main(epochs: int = 20, finetune: int = 8, out: str | None = None) -> dict:
         ),
     }
 
-    out = out or os.path.join(HERE, "results")
-    os.makedirs(out, exist_ok=True)
-    path = os.path.join(out, "compression.json")
+    path = out or os.path.join(HERE, "results", "compression.json")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         json.dump(results, f, indent=2)
     print(json.dumps({k: v.get("met", v) for k, v in results.items() if isinstance(v, dict)}))
@@ -221,5 +221,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--finetune", type=int, default=8)
-    parser.add_argument("--out", default=None)
+    parser.add_argument("--out", default=None, help="result JSON path")
     main(**vars(parser.parse_args()))

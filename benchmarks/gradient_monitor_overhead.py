@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
     }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
     print(json.dumps(result, indent=2))

@@ -59,13 +59,13 @@ def build():
     return model
 
 
-def main() -> dict:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--out", default=os.path.join(HERE, "results", "scheduler_overhead.json"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     d = load_digits()
     x = (d.images / 16.0).astype("float32")[..., None]
@@ -98,7 +98,7 @@ def main() -> dict:
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
     }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
     print(json.dumps(result, indent=2))

@@ -7,7 +7,7 @@ the same thread count: with `keras_opt.tflite.benchmark` (LiteRT
 LiteRT ``CompiledModel``). Writes ``benchmarks/results/tflite_latency.json``.
 Measured, never asserted.
 
-    python benchmarks/tflite_latency.py [--threads 1] [--runs 100] [--repeats 3] [--out DIR]
+    python benchmarks/tflite_latency.py [--threads 1] [--runs 100] [--repeats 3] [--out JSON]
 """
 
 from __future__ import annotations
@@ -59,17 +59,22 @@ def litert_benchmark(path: str, threads: int, runs: int, warmup: int) -> dict:
 
 
 def main(
-    threads: int = 1, runs: int = 100, warmup: int = 10, out: str | None = None, repeats: int = 3
+    threads: int = 1,
+    runs: int = 100,
+    warmup: int = 10,
+    out: str | None = None,
+    repeats: int = 3,
+    export_dir: str | None = None,
 ) -> dict:
     keras.utils.set_random_seed(0)
     model = keras.applications.MobileNetV2(
         input_shape=(96, 96, 3), alpha=0.35, weights=None, classes=10
     )
     x_cal = np.random.RandomState(0).rand(32, 96, 96, 3).astype("float32")
-    out = out or os.path.join(HERE, "out", "tflite_latency")  # git-ignored
+    export_dir = export_dir or os.path.join(HERE, "out", "tflite_latency")  # git-ignored
     result = export(
         model,
-        out,
+        export_dir,
         representative_data=x_cal,
         variants=["float32", "int8"],
         runs=runs,
@@ -118,8 +123,9 @@ def main(
         "results": rows,
         "within_15_percent": all(abs(r["ratio_p50"] - 1) <= 0.15 for r in rows),
     }
-    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    with open(os.path.join(HERE, "results", "tflite_latency.json"), "w") as f:
+    out = out or os.path.join(HERE, "results", "tflite_latency.json")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
         json.dump(report, f, indent=2)
     return report
 
@@ -129,10 +135,11 @@ if __name__ == "__main__":
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--out", default=None)
+    parser.add_argument("--out", default=None, help="result JSON path")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--export-dir", default=None, help="folder for the .tflite files")
     args = parser.parse_args()
-    rep = main(args.threads, args.runs, args.warmup, args.out, args.repeats)
+    rep = main(args.threads, args.runs, args.warmup, args.out, args.repeats, args.export_dir)
     for r in rep["results"]:
         print(
             f"{r['variant']:8s} keras_opt p50 {r['keras_opt_p50_ms']:.3f} ms  "

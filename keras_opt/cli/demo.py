@@ -128,7 +128,9 @@ def run(args: argparse.Namespace) -> int:
     lr = found.suggested_lr
     print(f"      suggested LR {lr:.2e} ({found.rule} rule)")
 
-    _step(2, n, f"training {args.epochs} epochs: one-cycle (max_lr={3 * lr:.1e}), monitors, NaNGuard")
+    _step(
+        2, n, f"training {args.epochs} epochs: one-cycle (max_lr={3 * lr:.1e}), monitors, NaNGuard"
+    )
     monitor = TrainingMonitor(log_dir=os.path.join(logs, "training"), batch_size=32)
     callbacks = [
         LRScheduler(OneCycle(max_lr=3 * lr)),

@@ -230,11 +230,14 @@ def write_comparison(
     for caption, path in images.items():
         md.append(f"![{caption}]({os.path.relpath(path, out_dir)})")
     md += ["", "Every number is measured from the `.tflite` file: size on disk, LiteRT latency,"]
-    md += ["accuracy of the artifact on held-out data. Per-model details: " + ", ".join(
-        f"`{os.path.relpath(getattr(r, 'report_path', ''), out_dir)}`"
-        for r in results.values()
-        if getattr(r, "report_path", None)
-    )]
+    md += [
+        "accuracy of the artifact on held-out data. Per-model details: "
+        + ", ".join(
+            f"`{os.path.relpath(getattr(r, 'report_path', ''), out_dir)}`"
+            for r in results.values()
+            if getattr(r, "report_path", None)
+        )
+    ]
     paths["markdown"] = os.path.join(out_dir, "report.md")
     atomic_write(paths["markdown"], ("\n".join(md) + "\n").encode())
 

@@ -1,0 +1,535 @@
+"""Run every keras_opt benchmark and write ``results.json`` and ``RESULTS.md``.
+
+Each benchmark runs in its own subprocess, with the Keras flavor it needs
+(``TF_USE_LEGACY_KERAS=1`` for the TFMOT compression benchmark, Keras 3 for
+the others) and a timeout; one that fails or times out is recorded as such and
+the others still run. Every benchmark script writes its own JSON (``--out``);
+this runner collects them, adds the machine (cores, CPU model, load), the date
+and the library versions, and renders a markdown table: measured value,
+target, met or not. Benchmarks measure; nothing here asserts.
+
+    python benchmarks/run_all.py                    # full run, ~10-15 min on 2 cores
+    python benchmarks/run_all.py --quick            # smoke run, small settings
+    python benchmarks/run_all.py --only scheduler_overhead,tuning_strategies
+
+Without ``--out-dir`` a full run writes ``benchmarks/results.json``,
+``benchmarks/RESULTS.md`` and ``benchmarks/results/<name>.json``; a quick run
+writes them under ``benchmarks/out/quick/`` (git-ignored) so it never
+overwrites the committed numbers. Subprocess logs go to ``<out-dir>/out/logs/``
+(or ``<out-dir>/logs/`` for a quick run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from importlib import metadata
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+VERSIONED = (
+    "keras-opt",
+    "tensorflow",
+    "keras",
+    "tf-keras",
+    "tensorflow-model-optimization",
+    "ai-edge-litert",
+    "keras-tuner",
+    "numpy",
+    "scikit-learn",
+)
+
+Row = dict[str, Any]  # {"metric", "value", "target", "met": bool | None}
+
+
+def _row(metric: str, value: str, target: str, met: bool | None) -> Row:
+    return {"metric": metric, "value": value, "target": target, "met": met}
+
+
+# ----- per-benchmark summaries: the JSON a script wrote -> table rows ---------------------------
+def _overhead(label: str) -> Callable[[dict], list[Row]]:
+    def summarize(r: dict) -> list[Row]:
+        value = (
+            f"{r['ratio']:.3f} (median epoch {r[_epoch_key(r)]:.3f} s vs "
+            f"{r['median_epoch_s_plain']:.3f} s)"
+        )
+        if "ratio_of_min_epoch_times" in r:
+            value += f"; ratio of fastest epochs {r['ratio_of_min_epoch_times']:.3f}"
+        return [_row(label, value, f"<= {r['target_ratio']}", bool(r["meets_target"]))]
+
+    return summarize
+
+
+def _epoch_key(r: dict) -> str:
+    return next(k for k in r if k.startswith("median_epoch_s_") and k != "median_epoch_s_plain")
+
+
+def _tflite_latency(r: dict) -> list[Row]:
+    return [
+        _row(
+            f"LiteRT p50 latency, keras_opt / litert-benchmark ({v['variant']}, {r['model']})",
+            f"{v['ratio_p50']:.3f} ({v['keras_opt_p50_ms']:.3f} ms vs "
+            f"{v['litert_benchmark_median_ms']:.3f} ms)",
+            "0.85 - 1.15",
+            abs(v["ratio_p50"] - 1) <= 0.15,
+        )
+        for v in r["results"]
+    ]
+
+
+def _compression(r: dict) -> list[Row]:
+    base = r["baseline_int8"]["accuracy"]
+    p, c, q = r["prune_80_int8"], r["cluster_16_int8"], r["pcqat_int8"]
+    worst_sparsity = min((k["sparsity"] for k in q["kernels_in_tflite"].values()), default=0.0)
+    most_values = max(
+        (k["max_unique_per_channel"] for k in q["kernels_in_tflite"].values()), default=0
+    )
+    return [
+        _row(
+            "80% pruning + int8 vs int8 baseline: accuracy drop, gzipped size",
+            f"{p['accuracy_drop_points']:.2f} points ({100 * base:.2f}% -> "
+            f"{100 * p['accuracy']:.2f}%), {p['gzipped_ratio']:.3f}x",
+            "drop <= 1.5 points, size <= 0.45x",
+            bool(p["met"]),
+        ),
+        _row(
+            "16-cluster + int8 vs int8 baseline: accuracy drop",
+            f"{c['accuracy_drop_points']:.2f} points (gzipped {c['gzipped_ratio']:.3f}x)",
+            "drop <= 1.5 points",
+            bool(c["met"]),
+        ),
+        _row(
+            "PCQAT (50% sparse, 16 clusters) in the .tflite: sparsity, values per channel",
+            f"min sparsity {worst_sparsity:.3f}, max {most_values} int8 values/channel, "
+            f"drop {q['accuracy_drop_points']:.2f} points",
+            "sparsity 0.5 +- 0.02, <= 16 values",
+            bool(q["met"]),
+        ),
+    ]
+
+
+def _mobilenet(r: dict) -> list[Row]:
+    if r.get("errors"):
+        return [_row(f"int8 vs float32 ({r['model']})", f"failed: {r['errors']}", "", False)]
+    f32, i8 = r["variants"]["float32"], r["variants"]["int8"]
+    return [
+        _row(
+            f"int8 vs float32 p50 latency speedup ({r['model']}, {r['threads']} thread)",
+            f"{r['speedup_p50']:.2f}x ({f32['median_p50_ms']:.2f} ms -> "
+            f"{i8['median_p50_ms']:.2f} ms, median of {r['repeats']} alternating repeats; "
+            f"mean {r['speedup_mean']:.2f}x)",
+            "> 1",
+            r["speedup_p50"] > 1,
+        ),
+        _row(
+            "int8 vs float32 file size (same model)",
+            f"{r['size_ratio']:.3f}x ({f32['size_bytes'] / 1e6:.2f} MB -> "
+            f"{i8['size_bytes'] / 1e6:.2f} MB)",
+            "<= 0.333 (3x smaller)",
+            r["size_ratio"] <= 1 / 3,
+        ),
+    ]
+
+
+def _tuning(r: dict) -> list[Row]:
+    rows = sorted(r["results"], key=lambda x: -x["test_accuracy_mean"])
+    ranking = ", ".join(
+        f"{x['strategy']} {100 * x['test_accuracy_mean']:.1f}+-{100 * x['test_accuracy_std']:.1f}"
+        for x in rows
+    )
+    return [
+        _row(
+            f"Tuning strategy -> digits test accuracy % ({r['seeds']} seeds, {r['epochs']} epochs)",
+            ranking,
+            "none (measured)",
+            None,
+        )
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class Benchmark:
+    """One benchmark script: how to run it and how to read its JSON."""
+
+    name: str
+    script: str
+    legacy_keras: bool
+    full_args: tuple[str, ...]
+    quick_args: tuple[str, ...]
+    timeout_s: int
+    summarize: Callable[[dict], list[Row]]
+    export_dir: bool = False  # the script takes --export-dir for its .tflite files
+
+
+BENCHMARKS = (
+    Benchmark(
+        "scheduler_overhead",
+        "scheduler_overhead.py",
+        False,
+        (),
+        ("--epochs", "2", "--repeats", "1", "--batch-size", "128"),
+        600,
+        _overhead("Fit time ratio with LRScheduler(OneCycle) vs plain fit"),
+    ),
+    Benchmark(
+        "gradient_monitor_overhead",
+        "gradient_monitor_overhead.py",
+        False,
+        (),
+        ("--epochs", "2", "--repeats", "1", "--batch-size", "128"),
+        600,
+        _overhead("Fit time ratio with GradientMonitor (every 100 steps) vs plain fit"),
+    ),
+    Benchmark(
+        "tflite_latency",
+        "tflite_latency.py",
+        False,
+        (),
+        ("--runs", "20", "--warmup", "3", "--repeats", "1"),
+        900,
+        _tflite_latency,
+        export_dir=True,
+    ),
+    Benchmark(
+        "compression",
+        "compression.py",
+        True,
+        (),
+        ("--epochs", "3", "--finetune", "2"),
+        1200,
+        _compression,
+    ),
+    Benchmark(
+        "int8_vs_float32_mobilenet",
+        "int8_vs_float32_mobilenet.py",
+        False,
+        (),
+        ("--quick",),
+        900,
+        _mobilenet,
+        export_dir=True,
+    ),
+    Benchmark(
+        "tuning_strategies",
+        "tuning_strategies.py",
+        False,
+        (),
+        ("--epochs", "3", "--seeds", "1"),
+        900,
+        _tuning,
+    ),
+)
+NAMES = tuple(b.name for b in BENCHMARKS)
+
+
+# ----- machine, versions --------------------------------------------------------------------------
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (``platform.processor()`` elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict[str, Any]:
+    """Cores, CPU model, OS and load of this machine."""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (None,)
+    return {
+        "cores": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_average_1min_at_start": None if load[0] is None else round(load[0], 2),
+    }
+
+
+def versions() -> dict[str, str | None]:
+    """Installed versions of the libraries the benchmarks use."""
+    out: dict[str, str | None] = {}
+    for dist in VERSIONED:
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+# ----- running ------------------------------------------------------------------------------------
+def run_one(bench: Benchmark, out_dir: str, log_dir: str, quick: bool) -> dict[str, Any]:
+    """Run one benchmark script in a subprocess; return its entry for ``results.json``."""
+    json_path = os.path.join(out_dir, "results", f"{bench.name}.json")
+    log_path = os.path.join(log_dir, f"{bench.name}.log")
+    if os.path.exists(json_path):
+        os.remove(json_path)  # never report a stale result as this run's
+    cmd = [sys.executable, os.path.join(HERE, bench.script), "--out", json_path]
+    args = list(bench.quick_args if quick else bench.full_args)
+    cmd += args
+    if bench.export_dir:
+        cmd += ["--export-dir", os.path.normpath(os.path.join(log_dir, "..", "tflite", bench.name))]
+    env = {
+        **os.environ,
+        "TF_USE_LEGACY_KERAS": "1" if bench.legacy_keras else "0",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "PYTHONUNBUFFERED": "1",
+    }
+    timeout = 300 if quick else bench.timeout_s
+    entry: dict[str, Any] = {
+        "script": f"benchmarks/{bench.script}",
+        "flavor": "tf_keras" if bench.legacy_keras else "keras3",
+        "args": args,
+        "timeout_s": timeout,
+        "log": os.path.relpath(log_path, out_dir),
+    }
+    start = time.perf_counter()
+    with open(log_path, "w") as log:
+        try:
+            proc = subprocess.run(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=timeout, check=False
+            )
+            status = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
+        except subprocess.TimeoutExpired:
+            status = f"timeout ({timeout} s)"
+    entry["seconds"] = round(time.perf_counter() - start, 1)
+    entry["status"] = status
+    entry["result"] = None
+    entry["rows"] = []
+    if status == "ok" and os.path.exists(json_path):
+        with open(json_path) as f:
+            entry["result"] = json.load(f)
+        try:
+            entry["rows"] = bench.summarize(entry["result"])
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as err:
+            entry["status"] = f"unreadable result ({type(err).__name__}: {err})"
+    elif status == "ok":
+        entry["status"] = "failed (no result JSON)"
+    if entry["status"] != "ok":
+        with open(log_path) as f:
+            entry["log_tail"] = f.read()[-2000:]
+    return entry
+
+
+# ----- markdown -----------------------------------------------------------------------------------
+def _met(met: bool | None) -> str:
+    return "-" if met is None else ("yes" if met else "**no**")
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The ``RESULTS.md`` text of a ``results.json`` report."""
+    m = report["machine"]
+    lines = [
+        "# keras_opt benchmark results",
+        "",
+        f"Generated by `python benchmarks/run_all.py{' --quick' if report['quick'] else ''}` "
+        f"on {report['date']}.",
+        "",
+        f"**Machine:** {m['cores']} cores, {m['cpu_model']}, {m['platform']}, Python "
+        f"{m['python']} (1-min load average at start: {m['load_average_1min_at_start']}).",
+        "",
+    ]
+    if report.get("note"):
+        lines += [f"> {report['note']}", ""]
+    if report["quick"]:
+        lines += ["> Quick smoke run (small settings): these numbers are not representative.", ""]
+    lines += [
+        "**Versions:** "
+        + ", ".join(f"{k} {v}" for k, v in report["versions"].items() if v is not None),
+        "",
+        "| benchmark | flavor | metric | measured | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, entry in report["benchmarks"].items():
+        if entry["status"] != "ok":
+            lines.append(
+                f"| {name} | {entry['flavor']} | - | {_cell(entry['status'])} | - | **no** |"
+            )
+            continue
+        for row in entry["rows"]:
+            lines.append(
+                f"| {name} | {entry['flavor']} | {_cell(row['metric'])} | {_cell(row['value'])} "
+                f"| {_cell(row['target'])} | {_met(row['met'])} |"
+            )
+    tuning = report["benchmarks"].get("tuning_strategies", {}).get("result")
+    if tuning:
+        lines += [
+            "",
+            "## Tuning strategy -> test accuracy (digits)",
+            "",
+            f"{tuning['model']}; {tuning['optimizer']}; {tuning['epochs']} epochs for every "
+            f"strategy; mean +- std over {tuning['seeds']} seed(s); the test split is used once, "
+            "after the last epoch. Measured, never asserted.",
+            "",
+            "| strategy | batch | test accuracy % | test loss | fit s |",
+            "|---|---|---|---|---|",
+        ]
+        for r in tuning["results"]:
+            lines.append(
+                f"| {r['strategy']} | {r['batch_size']} | {100 * r['test_accuracy_mean']:.2f} "
+                f"+- {100 * r['test_accuracy_std']:.2f} | {r['test_loss_mean']:.3f} "
+                f"| {r['fit_seconds_mean']:.1f} |"
+            )
+    mobilenet = report["benchmarks"].get("int8_vs_float32_mobilenet", {}).get("result")
+    if mobilenet and not mobilenet.get("errors"):
+        lines += [
+            "",
+            f"## int8 vs float32: {mobilenet['model']}",
+            "",
+            f"Measured by `keras_opt.tflite.export` ({mobilenet['runtime']}, "
+            f"{mobilenet['threads']} thread, {mobilenet['runs']} runs after "
+            f"{mobilenet['warmup']} warmup); calibration: {mobilenet['calibration']}."
+            " Top-1 agreement with Keras is on 64 held-out digits images (random weights: it"
+            " checks the quantization, not accuracy).",
+            "",
+            "| variant | size MB | gzip MB | export p50 ms | export mean ms "
+            "| p50 ms, median of repeats | top-1 agreement with Keras |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, v in mobilenet["variants"].items():
+            lines.append(
+                f"| {name} | {v['size_bytes'] / 1e6:.2f} | {v['gzip_bytes'] / 1e6:.2f} "
+                f"| {v['latency_p50_ms']:.2f} | {v['latency_mean_ms']:.2f} "
+                f"| {v['median_p50_ms']:.2f} | {v['top1_agreement']} |"
+            )
+    lines += [
+        "",
+        "## Runs",
+        "",
+        "| benchmark | script | status | seconds |",
+        "|---|---|---|---|",
+    ]
+    for name, entry in report["benchmarks"].items():
+        lines.append(
+            f"| {name} | `{entry['script']} {' '.join(entry['args'])}` | "
+            f"{_cell(entry['status'])}{'; ' + entry['rerun'] if entry.get('rerun') else ''} "
+            f"| {entry['seconds']} |"
+        )
+    lines += ["", "Per-benchmark details: `results.json` (the full JSON of every script).", ""]
+    return "\n".join(lines)
+
+
+def rerender(out_dir: str) -> dict[str, Any]:
+    """Rebuild ``results.json`` rows and ``RESULTS.md`` from ``results/<name>.json`` (no run).
+
+    Lets one benchmark be re-run on its own (``python benchmarks/<name>.py``) and
+    folded into the report.
+    """
+    json_path = os.path.join(out_dir, "results.json")
+    with open(json_path) as f:
+        report = json.load(f)
+    by_name = {b.name: b for b in BENCHMARKS}
+    for name, entry in report["benchmarks"].items():
+        fresh = os.path.join(out_dir, "results", f"{name}.json")
+        if entry["status"] == "ok" and os.path.exists(fresh):
+            with open(fresh) as f:
+                result = json.load(f)
+            if result != entry["result"]:  # re-run on its own since the full run
+                entry["result"] = result
+                entry["status"] = "ok"
+                entry["rerun"] = "result from a later run of the script on its own"
+        if entry["status"] == "ok" and name in by_name:
+            entry["rows"] = by_name[name].summarize(entry["result"])
+    with open(json_path, "w") as f:
+        json.dump(report, f, indent=2)
+    with open(os.path.join(out_dir, "RESULTS.md"), "w") as f:
+        f.write(render_markdown(report))
+    print(f"re-rendered {json_path} and RESULTS.md", flush=True)
+    return report
+
+
+def parse_only(text: str | None) -> list[str]:
+    """Validate ``--only``: a comma-separated list of benchmark names."""
+    if not text:
+        return list(NAMES)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in NAMES]
+    if unknown or not names:
+        raise SystemExit(
+            f"Argument `--only` must name benchmarks among {', '.join(NAMES)}. "
+            f"Received: --only={text!r}"
+        )
+    return names
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small settings: a smoke run")
+    parser.add_argument(
+        "--only", default=None, help=f"comma-separated subset of: {', '.join(NAMES)}"
+    )
+    parser.add_argument(
+        "--out-dir",
+        default=None,
+        help="where results.json, RESULTS.md and results/ go "
+        "(default: benchmarks/, or benchmarks/out/quick with --quick)",
+    )
+    parser.add_argument("--note", default=None, help="a line added to RESULTS.md")
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="run nothing: fold <out-dir>/results/<name>.json into results.json and RESULTS.md",
+    )
+    args = parser.parse_args(argv)
+    if args.render_only:
+        return rerender(os.path.abspath(args.out_dir or HERE))
+    names = parse_only(args.only)
+    out_dir = os.path.abspath(
+        args.out_dir or (os.path.join(HERE, "out", "quick") if args.quick else HERE)
+    )
+    log_dir = os.path.join(out_dir, "logs" if args.out_dir or args.quick else "out/logs")
+    os.makedirs(os.path.join(out_dir, "results"), exist_ok=True)
+    os.makedirs(log_dir, exist_ok=True)
+
+    report: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "note": args.note,
+        "machine": machine(),
+        "versions": versions(),
+        "benchmarks": {},
+    }
+    chosen = [b for b in BENCHMARKS if b.name in names]
+    total = time.perf_counter()
+    for i, bench in enumerate(chosen, 1):
+        flavor = "tf_keras" if bench.legacy_keras else "keras3"
+        print(f"[{i}/{len(chosen)}] {bench.name} ({flavor}) ...", flush=True)
+        entry = run_one(bench, out_dir, log_dir, args.quick)
+        report["benchmarks"][bench.name] = entry
+        print(f"      {entry['status']} in {entry['seconds']:.1f} s", flush=True)
+        for row in entry["rows"]:
+            print(
+                f"      {row['metric']}: {row['value']}  [target {row['target']}: "
+                f"{_met(row['met']).strip('*')}]",
+                flush=True,
+            )
+        if entry["status"] != "ok":
+            print(f"      see {os.path.join(out_dir, entry['log'])}", flush=True)
+    report["seconds"] = round(time.perf_counter() - total, 1)
+
+    json_path = os.path.join(out_dir, "results.json")
+    md_path = os.path.join(out_dir, "RESULTS.md")
+    with open(json_path, "w") as f:
+        json.dump(report, f, indent=2)
+    with open(md_path, "w") as f:
+        f.write(render_markdown(report))
+    print(f"wrote {json_path} and {md_path} ({report['seconds']:.0f} s)", flush=True)
+    return report
+
+
+if __name__ == "__main__":
+    result = main()
+    sys.exit(0 if all(e["status"] == "ok" for e in result["benchmarks"].values()) else 1)
