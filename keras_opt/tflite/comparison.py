@@ -158,15 +158,21 @@ def _plot(rows: list[dict[str, Any]], path: str) -> str | None:
 def _img(path: str, alt: str) -> str:
     with open(path, "rb") as f:
         data = base64.b64encode(f.read()).decode("ascii")
-    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(alt)}</figcaption></figure>'
+    alt = html.escape(alt)
+    return (
+        f'<figure><img alt="{alt}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{alt}</figcaption></figure>"
+    )
 
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:60rem;color:#222}
-table{border-collapse:collapse;margin:1rem 0}th,td{padding:.3rem .7rem;border-bottom:1px solid #ddd}
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:60rem;color:#222}
+table{border-collapse:collapse;margin:1rem 0}
+th,td{padding:.3rem .7rem;border-bottom:1px solid #ddd}
 td.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f4f4f4;text-align:left}
 tr.failed td{color:#a00}td.err{max-width:36rem;font-size:.85rem}
-pre{white-space:pre-wrap;word-break:break-all;font-size:.75rem}figure{margin:1rem 0}img{max-width:100%;border:1px solid #eee}
+pre{white-space:pre-wrap;word-break:break-all;font-size:.75rem}
+figure{margin:1rem 0}img{max-width:100%;border:1px solid #eee}
 .note{color:#555;font-size:.9rem}
 """
 
@@ -198,7 +204,8 @@ def write_comparison(
 
     Example:
         >>> from keras_opt.tflite import write_comparison  # doctest: +SKIP
-        >>> write_comparison("tflite_models/digits", {"baseline": r1, "pcqat": r2})  # doctest: +SKIP
+        >>> paths = write_comparison(  # doctest: +SKIP
+        ...     "tflite_models/digits", {"baseline": r1, "pcqat": r2})
     """
     if not results:
         v.fail("results", "a non-empty mapping of model label -> ExportResult", results)
