@@ -92,3 +92,10 @@ def test_pcqat_example():
 def test_distillation_example():
     accuracy = _load("distillation").main(epochs=1)
     assert accuracy > 0.3
+
+
+def test_keras_tuner_search_example(tmp_path):
+    front = _load("keras_tuner_search").main(trials=2, epochs=2, out=str(tmp_path / "best"))
+    assert front
+    assert all("tflite_accuracy" in row["metrics"] for row in front)
+    assert (tmp_path / "best" / "manifest.json").exists()
