@@ -186,6 +186,17 @@ def learning_rate_variable(optimizer: Any, owner: str) -> Any:
     return lr
 
 
+def build_optimizer(model: Any) -> None:
+    """Build the optimizer's state now (tf_keras builds it at the first step)."""
+    optimizer = model.optimizer
+    built = getattr(optimizer, "built", None)
+    if built is None:
+        built = getattr(optimizer, "_built", False)
+    if not built:
+        with model.distribute_strategy.scope():
+            optimizer.build(model.trainable_variables)
+
+
 def install_schedule(model: Any, wrapper: ScheduledLearningRate) -> None:
     """Swap the optimizer's LR variable for ``wrapper`` (in-graph) until `uninstall`."""
     optimizer = base_optimizer(model.optimizer)

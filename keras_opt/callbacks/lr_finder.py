@@ -18,9 +18,14 @@ import numpy as np
 import tensorflow as tf
 
 from keras_opt import _validation as v
+from keras_opt._plotting import save_figure
 from keras_opt.backend import check_model, keras
 from keras_opt.callbacks._batch_loss import BatchLossUnroller
-from keras_opt.callbacks._optimizer_state import learning_rate_variable, read_float
+from keras_opt.callbacks._optimizer_state import (
+    build_optimizer,
+    learning_rate_variable,
+    read_float,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -90,14 +95,10 @@ class LRFinderResult:
             ax.set_title(f"LR finder: {self.rule} suggests {self.suggested_lr:.2e}")
             ax.legend()
             fig.tight_layout()
-            path = os.fspath(path)
-            directory = os.path.dirname(path)
-            if directory:
-                os.makedirs(directory, exist_ok=True)
-            fig.savefig(path, dpi=100)
-        finally:
+        except BaseException:
             plt.close(fig)
-        return path
+            raise
+        return save_figure(fig, path)
 
 
 def smooth(losses: list[float], beta: float) -> list[float]:
@@ -298,13 +299,7 @@ def _ensure_built(model: Any, sample: Any = None) -> None:
                 "`keras_opt.callbacks.find_lr`, which builds it."
             )
         model(sample, training=False)
-    optimizer = model.optimizer
-    built = getattr(optimizer, "built", None)
-    if built is None:
-        built = getattr(optimizer, "_built", False)
-    if not built:
-        with model.distribute_strategy.scope():
-            optimizer.build(model.trainable_variables)
+    build_optimizer(model)
 
 
 def snapshot(model: Any) -> dict[str, Any]:

@@ -14,7 +14,11 @@ import tensorflow as tf
 from keras_opt import _validation as v
 from keras_opt.backend import keras
 from keras_opt.callbacks._nan_diagnosis import diagnose
-from keras_opt.callbacks._optimizer_state import learning_rate_variable, read_float
+from keras_opt.callbacks._optimizer_state import (
+    build_optimizer,
+    learning_rate_variable,
+    read_float,
+)
 from keras_opt.callbacks.lr_finder import restore, snapshot
 
 logger = logging.getLogger(__name__)
@@ -191,7 +195,7 @@ class NaNGuard(keras.callbacks.Callback):
         self._install_capture()
         self._good = self._older = None
         if self.model.built:
-            _build_optimizer(self.model)
+            build_optimizer(self.model)
             self._good = self._older = snapshot(self.model)
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -295,17 +299,6 @@ class NaNGuard(keras.callbacks.Callback):
     def on_train_end(self, logs: dict | None = None) -> None:
         self._remove_capture()
         self._weights_fn = None
-
-
-def _build_optimizer(model: Any) -> None:
-    """Build the optimizer's slots now (tf_keras builds them at the first step)."""
-    optimizer = model.optimizer
-    built = getattr(optimizer, "built", None)
-    if built is None:
-        built = getattr(optimizer, "_built", False)
-    if not built:
-        with model.distribute_strategy.scope():
-            optimizer.build(model.trainable_variables)
 
 
 def _unflatten(arrays: list[np.ndarray], flat: list[bool], template: Any) -> tuple[Any, ...]:

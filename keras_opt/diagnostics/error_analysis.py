@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from keras_opt import _validation as v
+from keras_opt._plotting import save_figure
 from keras_opt.backend import check_model
 
 
@@ -91,14 +92,10 @@ class ErrorReport:
                     ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
             ax.set_title(f"accuracy {self.accuracy:.3f}")
             fig.tight_layout()
-            path = os.fspath(path)
-            directory = os.path.dirname(path)
-            if directory:
-                os.makedirs(directory, exist_ok=True)
-            fig.savefig(path, dpi=100)
-        finally:
+        except BaseException:
             plt.close(fig)
-        return path
+            raise
+        return save_figure(fig, path)
 
 
 def _probabilities(outputs: np.ndarray, from_logits: bool | None) -> np.ndarray:

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from keras_opt import _validation as v
+from keras_opt._plotting import save_figure
 from keras_opt.tflite.convert import atomic_write
 from keras_opt.tflite.report import table_rows
 
@@ -145,14 +146,7 @@ def _plot(rows: list[dict[str, Any]], path: str) -> str | None:
     ax.set_title("size vs latency vs accuracy")
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    tmp = path + ".part"
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return save_figure(fig, path)
 
 
 def _img(path: str, alt: str) -> str:

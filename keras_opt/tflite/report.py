@@ -9,6 +9,7 @@ import json
 import os
 from typing import Any
 
+from keras_opt._plotting import save_figure
 from keras_opt.tflite.convert import atomic_write
 
 __all__ = ["write_manifest", "write_report", "write_plot", "table_rows"]
@@ -142,12 +143,4 @@ def write_plot(out_dir: str, manifest: dict[str, Any]) -> str | None:
     ax.set_ylabel("p50 latency (ms)")
     ax.set_title(f"{manifest['model']['name']}: size vs latency vs accuracy")
     fig.tight_layout()
-    path = os.path.join(out_dir, "size_latency_accuracy.png")
-    tmp = path + ".part"
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return save_figure(fig, os.path.join(out_dir, "size_latency_accuracy.png"))
