@@ -11,15 +11,14 @@ alternation and the median epoch time of each is compared. Writes
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
+from _common import EpochTimer, write_result  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
 from keras_opt.backend import flavor, keras  # noqa: E402
@@ -27,17 +26,6 @@ from keras_opt.callbacks import LRScheduler  # noqa: E402
 from keras_opt.schedules import OneCycle  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-class EpochTimer(keras.callbacks.Callback):
-    def on_train_begin(self, logs=None):
-        self.times = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._t = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self._t)
 
 
 def build():
@@ -98,11 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
-    print(json.dumps(result, indent=2))
-    return result
+    return write_result(result, args.out)
 
 
 if __name__ == "__main__":
