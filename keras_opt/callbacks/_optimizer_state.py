@@ -39,25 +39,37 @@ def base_optimizer(optimizer: Any) -> Any:
 
 
 class DynamicFloat(float):
-    """A float whose arithmetic and tensor conversion evaluate ``fn()`` (see module doc)."""
+    """A float whose arithmetic and tensor conversion read a live value (see module doc).
+
+    Inside the traced train step it reads ``variable`` — one op, however many
+    model variables the optimizer updates — which `ScheduledLearningRate`
+    refreshes once per step. Read eagerly (``float(optimizer.beta_1)``), it
+    evaluates ``fn()``, the value for the optimizer's next step.
+    """
 
     fn: Callable[[], tf.Tensor]
+    variable: Any
 
-    def __new__(cls, value: float, fn: Callable[[], tf.Tensor]) -> DynamicFloat:
+    def __new__(
+        cls, value: float, fn: Callable[[], tf.Tensor], variable: Any = None
+    ) -> DynamicFloat:
         obj = float.__new__(cls, value)
         obj.fn = fn
+        obj.variable = variable
         return obj
 
-    def __tf_tensor__(self, dtype: Any = None, name: Any = None) -> tf.Tensor:
-        value = tf.convert_to_tensor(self.fn())
-        return tf.cast(value, dtype) if dtype is not None else value
-
     def _t(self) -> tf.Tensor:
+        if self.variable is not None and not tf.executing_eagerly():
+            return tf.convert_to_tensor(self.variable)
         return tf.convert_to_tensor(self.fn())
+
+    def __tf_tensor__(self, dtype: Any = None, name: Any = None) -> tf.Tensor:
+        value = self._t()
+        return tf.cast(value, dtype) if dtype is not None else value
 
     def __float__(self) -> float:
         try:
-            return float(self._t().numpy())
+            return float(tf.convert_to_tensor(self.fn()).numpy())
         except (AttributeError, NotImplementedError, RuntimeError):  # inside a graph
             return float.__float__(self)
 
@@ -121,10 +133,16 @@ class ScheduledLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         self.offset = offset
         self.scale = scale
         self.original: Any = None
+        #: Variable refreshed with ``schedule.momentum(step)`` at each call (the
+        #: optimizer calls its schedule once per step, before updating weights).
+        self.momentum_variable: Any = None
 
     def __call__(self, step: Any) -> Any:
         step = tf.cast(step, tf.float32) + tf.cast(self.offset, tf.float32)
-        return tf.cast(self.schedule(step), tf.float32) * tf.cast(self.scale, tf.float32)
+        lr = tf.cast(self.schedule(step), tf.float32) * tf.cast(self.scale, tf.float32)
+        if self.momentum_variable is not None:
+            self.momentum_variable.assign(tf.cast(self.schedule.momentum(step), tf.float32))
+        return lr
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -214,12 +232,27 @@ def install_schedule(model: Any, wrapper: ScheduledLearningRate) -> None:
             )
 
 
-def install_momentum(model: Any, attr: str, fn: Callable[[], tf.Tensor]) -> float:
-    """Make ``optimizer.<attr>`` follow ``fn`` in-graph; returns the original value."""
+def install_momentum(
+    model: Any, attr: str, wrapper: ScheduledLearningRate, fn: Callable[[], tf.Tensor]
+) -> float:
+    """Make ``optimizer.<attr>`` follow the schedule's momentum; returns the original value.
+
+    ``wrapper`` (installed as the LR) computes the momentum once per step into
+    a variable that the optimizer's update reads; ``fn`` gives it eagerly.
+    """
     optimizer = base_optimizer(model.optimizer)
     current = getattr(optimizer, attr)
     original = float.__float__(current) if isinstance(current, DynamicFloat) else float(current)
-    setattr(optimizer, attr, DynamicFloat(original, fn))
+    with model.distribute_strategy.scope():
+        wrapper.momentum_variable = tf.Variable(
+            original,
+            trainable=False,
+            dtype=tf.float32,
+            name=f"keras_opt_{attr}",
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+        )
+    wrapper.momentum_variable.assign(fn())
+    setattr(optimizer, attr, DynamicFloat(original, fn, wrapper.momentum_variable))
     return original
 
 

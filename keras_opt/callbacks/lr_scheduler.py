@@ -278,7 +278,8 @@ class LRScheduler(keras.callbacks.Callback):
             self._offset = tf.Variable(0.0, trainable=False, name="keras_opt_lr_offset")
             self._scale = tf.Variable(self.scale, trainable=False, name="keras_opt_lr_scale")
         self._active = active
-        install_schedule(self.model, ScheduledLearningRate(active, self._offset, self._scale))
+        wrapper = ScheduledLearningRate(active, self._offset, self._scale)
+        install_schedule(self.model, wrapper)
         self._momentum_attr_name = momentum_attr
         if momentum_attr:
             offset, iterations = self._offset, optimizer.iterations
@@ -286,7 +287,7 @@ class LRScheduler(keras.callbacks.Callback):
             def momentum() -> tf.Tensor:
                 return active.momentum(tf.cast(iterations, tf.float32) + offset)
 
-            install_momentum(self.model, momentum_attr, momentum)
+            install_momentum(self.model, momentum_attr, wrapper, momentum)
         retrace(self.model)
         self._first_epoch = True
         if self.plateau is not None:
