@@ -522,6 +522,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     json_path = os.path.join(out_dir, "results.json")
     md_path = os.path.join(out_dir, "RESULTS.md")
+    if args.only and os.path.exists(json_path):
+        # A subset run updates its entries and keeps the other benchmarks' results.
+        with open(json_path) as f:
+            previous = json.load(f)
+        if previous.get("quick") == args.quick:
+            previous["benchmarks"].update(report["benchmarks"])
+            report["benchmarks"] = previous["benchmarks"]
     with open(json_path, "w") as f:
         json.dump(report, f, indent=2)
     with open(md_path, "w") as f:
