@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -203,3 +204,34 @@ def test_optimize_recipe_none_exports_a_tf_keras_model_in_a_fresh_process(digits
     assert row[1] == "float32"
     assert float(row[-1]) == pytest.approx(expected, abs=1e-4)
     assert flavor() == "tf_keras"
+
+
+@pytest.mark.keras3_only
+def test_optimize_search_picks_the_clusters_with_keras_tuner(saved, tmp_path):
+    """--search runs KerasTuner trials over the recipe's settings and keeps the best."""
+    folder, path = saved
+    out = tmp_path / "out"
+    args = [path, "--data", str(folder / "train.npz"), "--val-data", str(folder / "val.npz")]
+    args += ["--recipe", "cluster", "--search", "2", "--epochs", "1"]
+    args += ["--variants", "float32", "--isolation", "none", "--out", str(out)]
+    proc = _run(args, tmp_path, TF_USE_LEGACY_KERAS="0")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "searching 2 trial(s) of cluster settings (KerasTuner)" in proc.stdout
+    best = re.search(r"best trial: (\d+) clusters", proc.stdout)
+    assert best, proc.stdout[-2000:]
+    clusters = int(best.group(1))
+    assert clusters in (8, 16, 32)
+    trials = list((out / "search").glob("trial_*"))
+    assert len(trials) == 2
+    keras_file = out / "cluster" / "res_cnn_cluster.keras"
+    with zipfile.ZipFile(keras_file) as z, h5py.File(io.BytesIO(z.read("model.weights.h5"))) as h:
+        kernels = []
+        h.visititems(
+            lambda name, obj: (
+                kernels.append(obj[()])
+                if isinstance(obj, h5py.Dataset) and obj.ndim >= 2 and name.startswith("layers/")
+                else None
+            )
+        )
+    assert kernels
+    assert max(len(np.unique(k)) for k in kernels) <= clusters
