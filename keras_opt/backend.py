@@ -57,6 +57,18 @@ class FlavorError(RuntimeError):
     """Raised when a feature needs the other Keras flavor.
 
     The message names the feature, the flavor in use and how to switch.
+
+    Args:
+        message: String. The explanation (built by `require_flavor`).
+
+    Example:
+        >>> from keras_opt.backend import FlavorError, require_flavor, flavor
+        >>> other = "keras3" if flavor() == "tf_keras" else "tf_keras"
+        >>> try:
+        ...     require_flavor(other, "this feature")
+        ... except FlavorError as err:
+        ...     print("TF_USE_LEGACY_KERAS" in str(err))
+        True
     """
 
 

@@ -122,6 +122,19 @@ class TfKerasSupport:
     See the module docstring for what it changes and why. Combine it with any
     tuner: ``class MyTuner(TfKerasSupport, keras_tuner.RandomSearch): ...``
     (`keras_opt.tuning.RandomSearch` and friends already do).
+
+    Args:
+        *args: Passed on to the tuner class.
+        **kwargs: Passed on to the tuner class.
+
+    Returns:
+        The combined tuner, as the KerasTuner class would be.
+
+    Example:
+        >>> import keras_tuner as kt
+        >>> from keras_opt.tuning import TfKerasSupport
+        >>> class MyTuner(TfKerasSupport, kt.RandomSearch):
+        ...     pass
     """
 
     def _try_build(self, hp: Any) -> Any:

@@ -23,6 +23,11 @@ def trial_rows(tuner: Any) -> list[dict[str, Any]]:
 
     Returns:
         List of dicts.
+
+    Example:
+        >>> from keras_opt.tuning import trial_rows  # doctest: +SKIP
+        >>> trial_rows(tuner)[0]["metrics"]["val_accuracy"]  # doctest: +SKIP
+        0.95
     """
     rows = []
     for trial in tuner.oracle.trials.values():
@@ -146,6 +151,11 @@ def export_best(tuner: Any, out_dir: str | os.PathLike | None = None, **export_k
 
     Returns:
         `keras_opt.tflite.ExportResult`.
+
+    Example:
+        >>> from keras_opt.tuning import export_best  # doctest: +SKIP
+        >>> result = export_best(tuner, representative_data=x[:200],
+        ...                      eval_data=(x_test, y_test))  # doctest: +SKIP
     """
     from keras_opt.tflite import export
 

@@ -55,6 +55,20 @@ class DeploymentAware(TfKerasSupport):
         return metrics
 
 
+_TUNER_DOC = """
+
+    Args:
+        *args: As for the KerasTuner class (``hypermodel``, ``objective``, ...).
+        deployment: `keras_opt.tuning.Deployment` or None: score each trial
+            on its TFLite artifact (use ``objective=deployment.objective``).
+        strip: Callable or None, applied to a trial's model before export.
+        **kwargs: As for the KerasTuner class (``max_trials``, ``directory``, ...).
+
+    Returns:
+        A KerasTuner tuner; ``search``, ``get_best_models`` etc. work as usual.
+"""
+
+
 class RandomSearch(DeploymentAware, kt.RandomSearch):
     """``keras_tuner.RandomSearch`` that accepts tf_keras models and a ``deployment=``.
 
@@ -66,11 +80,22 @@ class RandomSearch(DeploymentAware, kt.RandomSearch):
 
 
 class GridSearch(DeploymentAware, kt.GridSearch):
-    """``keras_tuner.GridSearch`` that accepts tf_keras models and a ``deployment=``."""
+    """``keras_tuner.GridSearch`` that accepts tf_keras models and a ``deployment=``.
+
+    Example:
+        >>> from keras_opt.tuning import GridSearch  # doctest: +SKIP
+        >>> tuner = GridSearch(build, objective="val_accuracy", directory="runs")  # doctest: +SKIP
+    """
 
 
 class BayesianOptimization(DeploymentAware, kt.BayesianOptimization):
-    """``keras_tuner.BayesianOptimization`` that accepts tf_keras models and a ``deployment=``."""
+    """``keras_tuner.BayesianOptimization`` that accepts tf_keras models and a ``deployment=``.
+
+    Example:
+        >>> from keras_opt.tuning import BayesianOptimization  # doctest: +SKIP
+        >>> tuner = BayesianOptimization(build, objective="val_accuracy",
+        ...                              max_trials=10)  # doctest: +SKIP
+    """
 
 
 class Hyperband(DeploymentAware, kt.Hyperband):
@@ -78,6 +103,10 @@ class Hyperband(DeploymentAware, kt.Hyperband):
 
     Hyperband resumes trials with ``initial_epoch`` and reloaded weights;
     `keras_opt.callbacks.LRScheduler` then continues its schedule from that epoch.
+
+    Example:
+        >>> from keras_opt.tuning import Hyperband  # doctest: +SKIP
+        >>> tuner = Hyperband(build, objective="val_accuracy", max_epochs=9)  # doctest: +SKIP
     """
 
 
@@ -103,3 +132,7 @@ def with_keras_opt(tuner_class: type) -> type:
             f"Received: tuner_class={tuner_class!r}"
         )
     return type(tuner_class.__name__, (DeploymentAware, tuner_class), {})
+
+
+for _cls in (RandomSearch, GridSearch, BayesianOptimization, Hyperband):
+    _cls.__doc__ = (_cls.__doc__ or "").rstrip() + _TUNER_DOC
