@@ -44,6 +44,11 @@ class LatencyResult:
         threads: Integer. Interpreter thread count.
         delegate: String. ``"xnnpack"``, ``"none"`` or the recorded fallback.
         samples_ms: List of floats. Every timed run.
+
+    Example:
+        >>> from keras_opt.tflite import benchmark  # doctest: +SKIP
+        >>> benchmark("int8.tflite", runs=20).to_dict()["latency_ms"]["p50"]  # doctest: +SKIP
+        0.05
     """
 
     latency_ms: dict[str, float]

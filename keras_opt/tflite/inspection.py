@@ -35,6 +35,12 @@ def inspect_tflite(content: bytes) -> dict[str, Any]:
         ``custom_ops``, ``tensor_types`` (type -> count), ``int8_tensors``,
         ``dequantize_count``, ``quantize_count`` and ``weight_bytes`` (bytes
         of constant buffers).
+
+    Example:
+        >>> from keras_opt.tflite import inspect_tflite  # doctest: +SKIP
+        >>> info = inspect_tflite(open("int8.tflite", "rb").read())  # doctest: +SKIP
+        >>> info["builtin_only"], info["dequantize_count"]  # doctest: +SKIP
+        (True, 0)
     """
     from ai_edge_litert import schema_py_generated as schema
 

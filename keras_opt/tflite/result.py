@@ -21,6 +21,11 @@ class ExportResult:
         manifest_path: String.
         report_path: String. ``report.md``.
         plot_path: String or None. The size/latency/accuracy PNG.
+
+    Example:
+        >>> result = keras_opt.tflite.export(model, "tflite_models/m")  # doctest: +SKIP
+        >>> result["int8"]["size_bytes"], result.failed  # doctest: +SKIP
+        (17488, {})
     """
 
     out_dir: str
