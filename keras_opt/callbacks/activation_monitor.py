@@ -10,8 +10,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_opt import _validation as v
-from keras_opt.backend import keras
 from keras_opt.callbacks import _probe
+from keras_opt.callbacks._base import Callback
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def _relu_like(layer: Any) -> bool:
     return getattr(activation, "__name__", None) in RELU_FAMILY
 
 
-class ActivationMonitor(keras.callbacks.Callback):
+class ActivationMonitor(Callback):
     """Mean, std and dead-unit fraction of every layer's output, every N epochs.
 
     fastai's ``ActivationStats`` hooks every forward pass of training; this

@@ -11,13 +11,14 @@ import numpy as np
 import tensorflow as tf
 
 from keras_opt import _validation as v
-from keras_opt.backend import is_tf_keras, keras
+from keras_opt.backend import is_tf_keras
 from keras_opt.callbacks import _probe
+from keras_opt.callbacks._base import Callback
 
 logger = logging.getLogger(__name__)
 
 
-class GradientMonitor(keras.callbacks.Callback):
+class GradientMonitor(Callback):
     """Global and per-layer gradient norms and update/weight ratios every N steps.
 
     **How the gradients are obtained (the trade-off).** Every ``every_n_steps``

@@ -19,7 +19,8 @@ import tensorflow as tf
 
 from keras_opt import _validation as v
 from keras_opt._plotting import save_figure
-from keras_opt.backend import check_model, keras
+from keras_opt.backend import check_model
+from keras_opt.callbacks._base import Callback
 from keras_opt.callbacks._batch_loss import BatchLossUnroller
 from keras_opt.callbacks._optimizer_state import (
     build_optimizer,
@@ -160,7 +161,7 @@ def suggest(lrs: list[float], smoothed: list[float]) -> dict[str, float]:
     return out
 
 
-class LRFinder(keras.callbacks.Callback):
+class LRFinder(Callback):
     """Callback that sweeps the LR exponentially and records the true batch loss.
 
     Usually used through `find_lr`. Used directly, run it in a ``fit`` of at
@@ -346,6 +347,13 @@ def _dataset(x: Any, y: Any, batch_size: int, sample_weight: Any, seed: int) -> 
     parts = (x, y) if sample_weight is None else (x, y, sample_weight)
     first = tf.nest.flatten(x)[0]
     n = len(first)
+    for name, value in (("y", y), ("sample_weight", sample_weight)):
+        if value is not None and len(tf.nest.flatten(value)[0]) != n:
+            v.fail(
+                name,
+                f"as long as `x` ({n} samples)",
+                f"{len(tf.nest.flatten(value)[0])} samples",
+            )
     if n < batch_size:
         v.fail("batch_size", f"<= the number of samples ({n})", batch_size)
     ds = tf.data.Dataset.from_tensor_slices(parts)

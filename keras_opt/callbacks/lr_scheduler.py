@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from keras_opt import _validation as v
 from keras_opt.backend import keras
+from keras_opt.callbacks._base import Callback
 from keras_opt.callbacks._monitor import MonitorState
 from keras_opt.callbacks._optimizer_state import (
     ScheduledLearningRate,
@@ -135,7 +136,7 @@ class Plateau:
         return cls(**config)
 
 
-class LRScheduler(keras.callbacks.Callback):
+class LRScheduler(Callback):
     """Drive the optimizer's LR (and momentum) from a schedule, in-graph, during fit.
 
     Compared with Keras' ``LearningRateScheduler`` (per epoch, LR only, Python):

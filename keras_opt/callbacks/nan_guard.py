@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_opt import _validation as v
-from keras_opt.backend import keras
+from keras_opt.callbacks._base import Callback
 from keras_opt.callbacks._nan_diagnosis import diagnose
 from keras_opt.callbacks._optimizer_state import (
     build_optimizer,
@@ -24,7 +24,7 @@ from keras_opt.callbacks.lr_finder import restore, snapshot
 logger = logging.getLogger(__name__)
 
 
-class NaNGuard(keras.callbacks.Callback):
+class NaNGuard(Callback):
     """Goes past ``TerminateOnNaN``: restore the last good state, cut the LR, continue.
 
     After every good step (finite loss and, with ``check_weights``, finite

@@ -10,8 +10,8 @@ import time
 from typing import Any
 
 from keras_opt import _validation as v
-from keras_opt.backend import keras
 from keras_opt.callbacks import _history_files
+from keras_opt.callbacks._base import Callback
 from keras_opt.callbacks._batch_loss import BatchLossUnroller
 from keras_opt.callbacks._monitor import MonitorState
 from keras_opt.callbacks._optimizer_state import read_float
@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 FLAG_KEYS = ("diverged", "loss_spikes", "plateau", "overfitting")
 
 
-class TrainingMonitor(keras.callbacks.Callback):
+class TrainingMonitor(Callback):
     """Step time, throughput, the true per-batch loss, and four training alarms.
 
     Keras' batch logs hold the running mean of the loss since the epoch
