@@ -34,6 +34,29 @@ class CLIError(Exception):
     """A user error the CLI reports as one line (exit status 2)."""
 
 
+def as_flags(message: str, flags: dict[str, str]) -> str:
+    """Rewrite a library error so it names the command's flags, not Python arguments.
+
+    Args:
+        message: String. The library's message (``Argument `runs` must be ...``).
+        flags: Dict Python argument name -> flag (``{"runs": "--runs"}``).
+
+    Returns:
+        The message with each argument name replaced by its flag.
+
+    Example:
+        >>> as_flags("Argument `runs` must be >= 1. Received: runs=0", {"runs": "--runs"})
+        'Option `--runs` must be >= 1. Received: --runs 0'
+    """
+    import re
+
+    for name, flag in flags.items():
+        message = message.replace(f"Argument `{name}`", f"Option `{flag}`")
+        message = message.replace(f"`{name}`", f"`{flag}`")
+        message = re.sub(rf"\b{re.escape(name)}=", f"{flag} ", message)
+    return message
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``keras-opt`` argument parser with every sub-command.
 

@@ -34,7 +34,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``keras-opt benchmark``; returns the exit status."""
-    from keras_opt.cli import CLIError
+    from keras_opt.cli import CLIError, as_flags
 
     quiet_tensorflow()
     from keras_opt.tflite.benchmark import benchmark
@@ -49,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
                 use_xnnpack=not args.no_xnnpack,
             )
     except (ValueError, TypeError) as err:
-        raise CLIError(str(err)) from None
+        raise CLIError(
+            as_flags(str(err), {"path": "FILE", "threads": "--threads", "runs": "--runs"})
+        ) from None
     lat = r.latency_ms
     print(f"{args.file}: {os.path.getsize(args.file)} bytes, {r.threads} thread(s), {r.delegate}")
     print(f"  init          {r.init_ms:10.3f} ms")

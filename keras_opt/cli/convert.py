@@ -104,10 +104,32 @@ def load_model(path: str, unsafe: bool) -> Any:
         raise CLIError(f"could not load {path!r}: {str(err).splitlines()[0]}") from None
 
 
+def _flags(message: str) -> str:
+    from keras_opt.cli import as_flags
+
+    message = as_flags(message, FLAGS)
+    return message.replace("--calibration x_train[:200]", "--calibration cal.npz")
+
+
+#: Library argument -> this command's flag, for error messages.
+FLAGS = {
+    "representative_data": "--calibration",
+    "eval_data": "--eval",
+    "variants": "--variants",
+    "out_dir": "--out",
+    "threads": "--threads",
+    "runs": "--runs",
+    "select_tf_ops": "--select-tf-ops",
+}
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``keras-opt convert``; returns the exit status."""
     from keras_opt.cli import CLIError
 
+    # Check what can be checked before anything is created on disk.
+    if not os.path.exists(args.model):
+        raise CLIError(f"MODEL {args.model!r} does not exist.")
     if args.threads < 1 or args.runs < 1:
         raise CLIError(f"--threads and --runs must be >= 1. Received: {args.threads}, {args.runs}")
     for flag, value in (("--calibration", args.calibration), ("--eval", args.eval_data)):
@@ -143,7 +165,7 @@ def _run(args: argparse.Namespace, out: str, log: str, term: Any) -> int:
         try:
             chosen = [v.name for v in resolve_variants(args.variants, argument="--variants")]
         except (ValueError, TypeError) as err:
-            raise CLIError(str(err)) from None
+            raise CLIError(_flags(str(err))) from None
         model = load_model(args.model, args.unsafe)
         specs = input_specs(model)
         try:
@@ -153,7 +175,7 @@ def _run(args: argparse.Namespace, out: str, log: str, term: Any) -> int:
                 x, y = load_npz(args.eval_data, specs)
                 eval_data = (x, y) if y is not None else x
         except ValueError as err:
-            raise CLIError(str(err)) from None
+            raise CLIError(_flags(str(err))) from None
 
         from tqdm.auto import tqdm
 
@@ -181,7 +203,7 @@ def _run(args: argparse.Namespace, out: str, log: str, term: Any) -> int:
                 on_variant=step,
             )
         except (ValueError, TypeError) as err:
-            raise CLIError(str(err)) from None
+            raise CLIError(_flags(str(err))) from None
         finally:
             bar.close()
     print(result.format_table())

@@ -75,7 +75,7 @@ def test_cli_user_errors(saved, tmp_path, capfd):
     assert "unknown variant 'int9'" in capfd.readouterr().err
 
     assert main(["convert", str(model), "--variants", "int8", "--out", out]) == 2
-    assert "`representative_data` is required" in capfd.readouterr().err
+    assert "`--calibration` is required" in capfd.readouterr().err
 
     np.savez(tmp_path / "wrong.npz", x=np.zeros((4, 8, 8, 3), "float32"))
     args = ["convert", str(model), "--calibration", str(tmp_path / "wrong.npz"), "--out", out]
