@@ -151,7 +151,7 @@ def search(compress: Compressor, train: tuple, val: tuple, out: str, term: Any) 
 
     args, stages = compress.args, compress.stages
     found: dict[tuple, tuple] = {}
-    bar = tqdm(total=args.search, desc="search", unit="trial", file=term)
+    bar = tqdm(total=args.search, desc="search", unit="trial", file=term, disable=None)
 
     class HyperCompression(kt.HyperModel):
         def build(self, hp: Any) -> Any:
@@ -208,7 +208,9 @@ def _export(model: Any, folder: str, train: tuple, val: tuple, args: Any, log: s
     from keras_opt.tflite.export import export
 
     chosen = args.variants.split(",")
-    bar = tqdm(total=len(chosen), desc=os.path.basename(folder), unit="variant", file=term)
+    bar = tqdm(
+        total=len(chosen), desc=os.path.basename(folder), unit="variant", file=term, disable=None
+    )
 
     def step(entry: dict) -> None:
         bar.set_postfix_str(entry["name"] + (" FAILED" if entry["error"] else ""))
@@ -311,7 +313,11 @@ def _steps(args: Any, name: str, out: str, log: str, saved: Any, term: Any, stdo
             else:
                 say(f"[2/3] fine-tuning: {' -> '.join(stages)}, {args.epochs} epoch(s) each")
                 bar = tqdm(
-                    total=args.epochs * len(stages), desc="fine-tune", unit="epoch", file=term
+                    total=args.epochs * len(stages),
+                    desc="fine-tune",
+                    unit="epoch",
+                    file=term,
+                    disable=None,  # no bar when stderr is not a terminal (logs, CI)
                 )
                 try:
                     compressed = compress(train, val, args.target_sparsity, args.clusters, bar)

@@ -179,7 +179,7 @@ def _run(args: argparse.Namespace, out: str, log: str, term: Any) -> int:
 
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(chosen), desc="variants", unit="variant", file=term)
+        bar = tqdm(total=len(chosen), desc="variants", unit="variant", file=term, disable=None)
 
         def step(entry: dict) -> None:
             bar.set_postfix_str(entry["name"] + (" FAILED" if entry["error"] else ""))
