@@ -10,6 +10,8 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+
 
 def _fail(name: str, rule: str, value: Any, hint: str = "", exc: type = ValueError) -> None:
     msg = f"Argument `{name}` must be {rule}. Received: {name}={value!r}"
@@ -22,16 +24,10 @@ def number(name: str, value: Any, *, allow_none: bool = False) -> float | None:
     """Return ``value`` as a finite float, or raise TypeError/ValueError."""
     if value is None and allow_none:
         return None
+    if isinstance(value, np.number):  # numpy scalars (np.bool_ is not a np.number)
+        value = value.item()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        try:
-            import numpy as np
-
-            if isinstance(value, np.generic) and np.issubdtype(type(value), np.number):
-                value = value.item()
-            else:
-                _fail(name, "a number", value, exc=TypeError)
-        except ImportError:  # pragma: no cover
-            _fail(name, "a number", value, exc=TypeError)
+        _fail(name, "a number", value, exc=TypeError)
     value = float(value)
     if not math.isfinite(value):
         _fail(name, "finite", value)
@@ -83,13 +79,8 @@ def integer(
     """Check ``value`` is an int (not bool) and ``>= minimum``."""
     if value is None and allow_none:
         return None
-    try:
-        import numpy as np
-
-        if isinstance(value, np.integer):
-            value = int(value)
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(value, np.integer):
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         _fail(name, "an integer", value, exc=TypeError)
     if minimum is not None and value < minimum:

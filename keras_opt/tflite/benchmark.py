@@ -119,6 +119,15 @@ def _fill_inputs(
         interp.set_tensor(det["index"], value)
 
 
+def check_counts(threads: Any, runs: Any, warmup: Any) -> tuple[int, int, int]:
+    """Validate the interpreter thread count and the timed/warmup run counts."""
+    return (
+        int(V.integer("threads", threads, minimum=1) or 0),
+        int(V.integer("runs", runs, minimum=1) or 0),
+        int(V.integer("warmup", warmup, minimum=0) or 0),
+    )
+
+
 def benchmark(
     path: str | os.PathLike,
     *,
@@ -155,12 +164,7 @@ def benchmark(
         >>> benchmark("model.tflite", threads=2, runs=20).latency_ms  # doctest: +SKIP
         {'mean': 0.05, 'std': 0.01, 'p50': 0.05, 'p90': 0.06, 'p99': 0.08}
     """
-    V.integer("threads", threads, minimum=1)
-    threads = int(threads)
-    V.integer("runs", runs, minimum=1)
-    runs = int(runs)
-    V.integer("warmup", warmup, minimum=0)
-    warmup = int(warmup)
+    threads, runs, warmup = check_counts(threads, runs, warmup)
     content = read_tflite(path)
     try:
         interp, delegate, init_ms = open_interpreter(content, threads, use_xnnpack)

@@ -22,6 +22,7 @@ import numpy as np
 from keras_opt import _validation as V
 from keras_opt.tflite import convert as _convert
 from keras_opt.tflite import report as _report
+from keras_opt.tflite.benchmark import check_counts
 from keras_opt.tflite.data import collect_inputs, input_specs
 from keras_opt.tflite.measure import measure_artifact
 from keras_opt.tflite.parity import accuracy
@@ -152,12 +153,7 @@ def export(
 
     backend.check_model(model)
     chosen = resolve_variants(variants)
-    V.integer("threads", threads, minimum=1)
-    threads = int(threads)
-    V.integer("runs", runs, minimum=1)
-    runs = int(runs)
-    V.integer("warmup", warmup, minimum=0)
-    warmup = int(warmup)
+    threads, runs, warmup = check_counts(threads, runs, warmup)
     V.integer("calibration_samples", calibration_samples, minimum=1)
     calibration_samples = int(calibration_samples)
     V.one_of("isolation", isolation, _convert.ISOLATION_MODES)
