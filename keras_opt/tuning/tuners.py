@@ -40,11 +40,12 @@ class DeploymentAware(TfKerasSupport):
     def _export_model(self, model: Any) -> Any:
         if self.strip is not None:
             return self.strip(model)
-        if any("Prune" in type(x).__name__ or "Cluster" in type(x).__name__ for x in model.layers):
-            from keras_opt.optimization import strip
+        from keras_opt.optimization import _engine, _graph, strip
 
-            return strip(model)
-        return model
+        # Pruning and clustering wrappers are stripped for export; a QAT model is
+        # converted as it is (its int8 file keeps the trained ranges).
+        kinds = {_engine.wrapper_kind(layer) for layer in _graph.iter_layers(model)}
+        return strip(model) if kinds & {"prune", "cluster"} else model
 
     def _after_fit(self, trial: Any, model: Any, results: Any) -> Any:
         if self.deployment is None:

@@ -133,3 +133,19 @@ def test_bad_tuner_arguments(tmp_path):
         GridSearch(
             build_dense, objective="val_accuracy", deployment="int8", directory=str(tmp_path)
         )
+
+
+@pytest.mark.tf_keras_only
+def test_trial_models_are_stripped_of_pruning_wrappers_before_export(tmp_path):
+    import keras_tuner as kt
+
+    import keras_opt.optimization as kopt
+
+    tuner = GridSearch(build_dense, objective="val_accuracy", directory=str(tmp_path))
+    model = build_dense(kt.HyperParameters())
+    pruned = kopt.prune(model, target_sparsity=0.5)
+    exported = tuner._export_model(pruned)
+    assert not any("Prune" in type(layer).__name__ for layer in exported.layers)
+    names = [layer.name for layer in exported.layers if "input" not in layer.name]
+    assert names == [layer.name for layer in model.layers]
+    assert tuner._export_model(model) is model  # plain models are exported as they are
