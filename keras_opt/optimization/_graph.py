@@ -1,9 +1,12 @@
 """Rebuild a Functional/Sequential graph layer by layer.
 
-TFMOT's own ``clone_model`` based helpers stop at nested models (TFMOT #957)
-and there is no way to drop a layer from a graph with them. `rebuild` walks the
-graph node by node, inlines nested graph models, and lets a callback replace
-each layer, or drop it (identity), which is how QAT wrappers are removed.
+Under tf_keras, TFMOT's own ``clone_model`` based helpers stop at nested
+models (TFMOT #957) and there is no way to drop a layer from a graph with
+them: `rebuild` walks the graph node by node, inlines nested graph models, and
+lets a callback replace each layer, or drop it (identity), which is how QAT
+wrappers are removed. Under Keras 3, ``keras.models.clone_model`` does this
+itself (``recursive=True`` keeps nested models; a dropped layer becomes
+``keras.layers.Identity``), so `rebuild` is a thin layer over it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from keras_opt import _validation
+from keras_opt import _validation, backend
 from keras_opt.backend import keras
 
 Replace = Callable[[Any], Any]
@@ -22,7 +25,13 @@ Replace = Callable[[Any], Any]
 
 def is_graph_model(model: Any) -> bool:
     """True for Sequential and Functional models (not subclassed ones)."""
-    return isinstance(model, keras.Model) and bool(getattr(model, "_is_graph_network", False))
+    if not isinstance(model, keras.Model):
+        return False
+    if backend.is_tf_keras():
+        return bool(getattr(model, "_is_graph_network", False))
+    if isinstance(model, keras.Sequential):
+        return getattr(model, "_functional", None) is not None
+    return hasattr(model, "_nodes_by_depth") and hasattr(model, "_run_through_graph")
 
 
 def require_graph_model(model: Any, argument: str = "model") -> None:
@@ -30,9 +39,12 @@ def require_graph_model(model: Any, argument: str = "model") -> None:
     if not is_graph_model(model):
         _validation.fail(
             argument,
-            "a built Sequential or Functional model (TFMOT cannot wrap subclassed models)",
+            "a built Sequential or Functional model (the layers of a subclassed model "
+            "cannot be rebuilt with compressed ones)",
             type(model).__name__,
-            hint="Build it with `keras.Input(...)` first, or rewrite it with the functional API",
+            hint="Build it with `keras.Input(...)` first. A subclassed model's layers cannot "
+            "be rebuilt: write the same network with the functional API or keras.Sequential, "
+            "copy the weights into it (set_weights) and compress that model",
             exc=TypeError,
         )
 
@@ -84,9 +96,13 @@ def _run(model: Any, inputs: list, replace: Replace, tensors: dict[int, Any]) ->
 def rebuild(model: Any, replace: Replace, name: str | None = None) -> Any:
     """Return a new Functional model with every layer passed through ``replace``.
 
-    Nested graph models are inlined; input layers are recreated.
+    Under tf_keras nested graph models are inlined and input layers recreated;
+    under Keras 3 it is ``keras.models.clone_model(recursive=True)``, which keeps
+    nested models and the Sequential/Functional class.
     """
     require_graph_model(model)
+    if not backend.is_tf_keras():
+        return _clone_keras3(model, replace)
     input_layers = getattr(model, "_input_layers", None) or [None] * len(model.inputs)
     inputs = [
         keras.Input(
@@ -104,9 +120,17 @@ def rebuild(model: Any, replace: Replace, name: str | None = None) -> Any:
     )
 
 
+def _clone_keras3(model: Any, replace: Replace) -> Any:
+    def clone_function(layer: Any) -> Any:
+        new = replace(layer)
+        return keras.layers.Identity(name=layer.name) if new is None else new
+
+    return keras.models.clone_model(model, clone_function=clone_function, recursive=True)
+
+
 def flatten_nested(model: Any) -> Any:
-    """Return ``model`` with nested models inlined (the same layers, shared)."""
-    if not has_nested_models(model):
+    """Return ``model`` with nested models inlined (tf_keras; Keras 3 keeps them)."""
+    if not has_nested_models(model) or not backend.is_tf_keras():
         return model
     return rebuild(model, lambda layer: layer)
 
@@ -120,7 +144,10 @@ def copy_layer(layer: Any) -> Any:
     """A fresh, built copy of ``layer`` holding a copy of its weights."""
     new = clone_layer(layer)
     if layer.weights:
-        new.build(layer.input_shape)
+        if backend.is_tf_keras():
+            new.build(layer.input_shape)
+        else:
+            new.build_from_config(layer.get_build_config())
         new.set_weights(layer.get_weights())
     return new
 

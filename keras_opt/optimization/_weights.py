@@ -12,7 +12,13 @@ KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings")
 
 
 def main_weights(layer: Any) -> dict[str, np.ndarray]:
-    """Return ``{name: array}`` for the kernel-like weights of ``layer``'s inner layer."""
+    """Return ``{name: array}`` for the kernel-like weights of ``layer``'s inner layer.
+
+    For a wrapped layer these are the values the layer computes with: masked
+    (pruning) or shared (clustering).
+    """
+    if hasattr(layer, "compressed_values"):  # keras_opt's native wrappers
+        return {name: np.asarray(v) for name, v in layer.compressed_values().items()}
     if wrapper_kind(layer) == "cluster" and hasattr(layer, "update_clustered_weights_associations"):
         # As TFMOT's strip_clustering does: write the clustered values into the layer.
         layer.update_clustered_weights_associations()

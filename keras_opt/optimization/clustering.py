@@ -1,4 +1,9 @@
-"""Weight clustering (TFMOT ``cluster_weights``): N shared values per kernel."""
+"""Weight clustering: N shared values per kernel, in both Keras flavors.
+
+Keras 3 is served by keras_opt's native engine (centroids and the
+nearest-centroid assignment run in the layer's call, with a straight-through
+gradient), tf_keras by TFMOT's ``cluster_weights``. Neither needs a callback.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import logging
 from typing import Any
 
 from keras_opt import _validation, backend
-from keras_opt.optimization import _engine, _graph, _weights
+from keras_opt.optimization import _engine, _graph
 from keras_opt.optimization.layers import Selection, select_layers
 
 __all__ = ["cluster", "CENTROID_INITS"]
@@ -33,13 +38,14 @@ def cluster(
     output channel with ``per_channel=True``).
 
     Args:
-        model: A built tf_keras Sequential or Functional model (nested models
-            are inlined). It is not modified.
+        model: A built Sequential or Functional model of the flavor in use
+            (nested models are kept under Keras 3, inlined under tf_keras). It
+            is not modified.
         number_of_clusters: Integer >= 2. Distinct values per kernel.
         init: String. Centroid initialization: ``"kmeans++"``, ``"linear"``,
             ``"density"`` or ``"random"``.
-        per_channel: Boolean. Cluster each output channel of Conv2D kernels
-            separately.
+        per_channel: Boolean. Cluster each output channel separately (TFMOT:
+            Conv2D kernels only; native: every supported layer).
         preserve_sparsity: Boolean. Keep zero weights at zero (for a model
             that was pruned and stripped first).
         layers: Layer names, compiled regexes or classes to cluster; None
@@ -47,11 +53,13 @@ def cluster(
         skip: Layer selectors to leave unclustered.
 
     Returns:
-        A new tf_keras model with TFMOT ``ClusterWeights`` wrappers.
+        A new model whose clustered layers are ``ClusterWeights`` wrappers
+        (keras_opt's under Keras 3, TFMOT's under tf_keras).
 
     Raises:
-        FlavorError: under Keras 3.
-        ValueError: for fewer than 2 clusters, an unknown ``init`` or layer name.
+        TypeError: for a model of the other flavor or a subclassed model.
+        ValueError: for fewer than 2 clusters, an unknown ``init``, a model
+            with no clusterable layer, or an unknown layer name.
 
     Example:
         >>> import keras_opt.optimization as kopt  # doctest: +SKIP
@@ -71,14 +79,19 @@ def cluster(
 
     flat = _graph.flatten_nested(model)
     chosen = select_layers(
-        flat.layers,
+        list(_graph.iter_layers(flat)),
         layers,
         skip,
-        eligible=lambda layer: bool(_weights.main_weights(layer)),
+        eligible=lambda layer: bool(engine.clusterable_weights(layer)),
         what="clustered",
     )
     if not chosen:
-        _validation.fail("layers", "a selection with at least one layer with a kernel", layers)
+        _validation.fail(
+            "model" if layers is None else "layers",
+            "a model with at least one clusterable layer (Dense, Conv, DepthwiseConv, "
+            "SeparableConv, Embedding...)",
+            model.name if layers is None else layers,
+        )
 
     def wrap(layer: Any) -> Any:
         if layer.name not in chosen:

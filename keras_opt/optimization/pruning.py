@@ -1,54 +1,33 @@
-"""Magnitude pruning (TFMOT ``prune_low_magnitude``) with schedules that fit the fit.
+"""Magnitude pruning with schedules that fit the fit, in both Keras flavors.
 
 `prune` wraps the chosen layers of a copy of the model. The schedule
-(polynomial decay or constant, in steps or epochs) is resolved when the
-fine-tuning ``fit`` starts, by the callback from `callbacks`: with only
-``target_sparsity`` given, the sparsity ramps up over the first 70% of that
-fit's steps and holds for the rest, so the stripped model has the target
-sparsity. Fitting a pruned model without those callbacks raises a clear
-``RuntimeError`` before TensorFlow runs anything.
+(polynomial decay or constant, in steps or epochs) is part of each wrapper's
+config; with only ``target_sparsity`` given, the sparsity ramps up over the
+first 70% of the fine-tuning fit's steps and holds for the rest, so the
+stripped model has the target sparsity.
+
+* Keras 3: keras_opt's native engine. Masks and the step counter are
+  variables of the wrapper and every update runs inside the train step; the
+  model's ``fit`` needs no callback (the returned model fits the schedule to
+  its own fit), and neither does ``tuner.search``.
+* tf_keras: TFMOT's ``prune_low_magnitude``; ``fit`` needs
+  ``callbacks=keras_opt.optimization.callbacks(model)`` (keras_opt's tuners and
+  `collaborative` add it). Without it the fit fails at once with a clear error.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import logging
-import weakref
 from typing import Any
 
-from keras_opt import _validation
-from keras_opt.optimization import _graph
+from keras_opt import _validation, backend
+from keras_opt.optimization import _graph, _plan
 from keras_opt.optimization._engine import get_engine
 from keras_opt.optimization.layers import Selection, select_layers
 
 __all__ = ["prune"]
 
 logger = logging.getLogger(__name__)
-
-_RAMP_FRACTION = 0.7
-_UPDATES = 10
-
-
-@dataclasses.dataclass
-class _Plan:
-    schedule: str
-    target: float
-    initial: float
-    begin: float
-    end: float | None
-    unit: str
-    frequency: int | None
-    m_by_n: tuple[int, int] | None
-    resolved: bool = False
-
-
-_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def plan_of(model: Any) -> _Plan | None:
-    """The pruning plan `prune` attached to ``model``, if any."""
-    return _PLANS.get(model)
 
 
 def _parse_structured(structured: Any) -> tuple[int, int] | None:
@@ -78,12 +57,15 @@ def prune(
 ) -> Any:
     """Return a copy of ``model`` whose chosen layers are pruned while it trains.
 
-    Fine-tune the result with ``callbacks=keras_opt.optimization.callbacks(pruned)``,
-    then `strip` it. ``begin``/``end`` count from the start of that fit.
+    Fine-tune the result with an ordinary ``fit`` (under tf_keras add
+    ``callbacks=keras_opt.optimization.callbacks(pruned)``), then `strip` it.
+    ``begin``/``end`` count from the start of that fit. Keras 3 is served by
+    keras_opt's native engine, tf_keras by TFMOT.
 
     Args:
-        model: A built tf_keras Sequential or Functional model (nested models
-            are inlined). It is not modified.
+        model: A built Sequential or Functional model of the flavor in use
+            (nested models are kept under Keras 3, inlined under tf_keras). It
+            is not modified.
         target_sparsity: Float in [0, 1). Fraction of weights set to zero at the
             end of the schedule. Not used with ``structured``.
         schedule: String. ``"polynomial"`` (ramp from ``initial_sparsity`` to the
@@ -102,17 +84,19 @@ def prune(
             applied at the first step.
         layers: Layer names, compiled regexes or classes to prune (see
             `keras_opt.optimization.layers`); None prunes every layer with
-            prunable weights (Dense, Conv ...).
+            prunable weights (Dense, Conv1D/2D/3D, Conv2DTranspose,
+            DepthwiseConv2D, SeparableConv2D, Embedding).
         skip: Layer selectors to leave dense.
 
     Returns:
-        A new tf_keras model with TFMOT ``PruneLowMagnitude`` wrappers; compile
-        it before fitting.
+        A new model whose pruned layers are ``PruneLowMagnitude`` wrappers
+        (keras_opt's under Keras 3, TFMOT's under tf_keras); compile it before
+        fitting.
 
     Raises:
-        FlavorError: under Keras 3.
-        ValueError: for a sparsity outside [0, 1), an unknown layer name and
-            other bad arguments.
+        TypeError: for a model of the other flavor or a subclassed model.
+        ValueError: for a sparsity outside [0, 1), a model with no prunable
+            layer, an unknown or unprunable layer name and other bad arguments.
 
     Example:
         >>> import keras_opt.optimization as kopt  # doctest: +SKIP
@@ -122,8 +106,6 @@ def prune(
         >>> small = kopt.strip(pruned)  # doctest: +SKIP
     """
     engine = get_engine("prune")
-    from keras_opt import backend
-
     backend.check_model(model)
     _graph.require_graph_model(model)
     m_by_n = _parse_structured(structured)
@@ -158,29 +140,22 @@ def prune(
 
     flat = _graph.flatten_nested(model)
     chosen = select_layers(
-        flat.layers,
+        list(_graph.iter_layers(flat)),
         layers,
         skip,
         eligible=lambda layer: bool(engine.prunable_weights(layer)),
         what="pruned",
     )
     if not chosen:
-        _validation.fail("layers", "a selection with at least one prunable layer", layers)
-
-    def wrap(layer: Any) -> Any:
-        if layer.name not in chosen:
-            return layer
-        # Placeholder schedule, resolved by the callback when the fit starts.
-        if m_by_n is not None or schedule == "constant":
-            sched = engine.constant_sparsity(target_sparsity or 0.5, 0, 1)
-        else:
-            sched = engine.polynomial_decay(initial_sparsity, target_sparsity or 0.0, 0, 1, 1)
-        return engine.prune_layer(layer, sched, m_by_n)
-
-    pruned = _graph.copy_model(flat, wrap)
+        _validation.fail(
+            "model" if layers is None else "layers",
+            "a model with at least one prunable layer (Dense, Conv, DepthwiseConv, "
+            "SeparableConv, Embedding...)",
+            model.name if layers is None else layers,
+        )
     target = m_by_n[0] / m_by_n[1] if m_by_n is not None else float(target_sparsity or 0.0)
-    _PLANS[pruned] = _Plan(
-        schedule=schedule,
+    plan = _plan.PruningPlan(
+        schedule="constant" if m_by_n is not None else schedule,
         target=target,
         initial=float(initial_sparsity),
         begin=begin,
@@ -189,84 +164,10 @@ def prune(
         frequency=frequency,
         m_by_n=m_by_n,
     )
-    _guard_fit(pruned)
+
+    def wrap(layer: Any) -> Any:
+        return engine.prune_layer(layer, plan) if layer.name in chosen else layer
+
+    pruned = engine.finish_pruned(_graph.copy_model(flat, wrap))
     logger.info("Pruning %d layer(s): %s", len(chosen), ", ".join(sorted(chosen)))
     return pruned
-
-
-def _guard_fit(model: Any) -> None:
-    """Make ``model.fit`` fail clearly when the pruning callbacks are missing."""
-    original = model.fit
-
-    @functools.wraps(original)
-    def fit(*args: Any, **kwargs: Any) -> Any:
-        from keras_opt.optimization.pruning_callbacks import _classes
-
-        step_class = _classes()["PruningStep"]
-
-        cbs = kwargs.get("callbacks", args[5] if len(args) > 5 else None) or []
-        if not any(isinstance(cb, step_class) for cb in cbs):
-            raise RuntimeError(
-                f"Model {model.name!r} was pruned with keras_opt.optimization.prune and "
-                "needs the pruning callbacks while it trains: "
-                "`model.fit(..., callbacks=keras_opt.optimization.callbacks(model) + [...])`. "
-                "(TFMOT's bare UpdatePruningStep is not enough: the keras_opt callback also "
-                "fits the pruning schedule to this fit's epochs and steps.)"
-            )
-        return original(*args, **kwargs)
-
-    model.fit = fit
-
-
-def resolve_schedules(model: Any, prunable: list, epochs: int | None, steps: int | None) -> None:
-    """Turn the plan of ``model`` into concrete TFMOT schedule steps (first fit only)."""
-    plan = plan_of(model)
-    if plan is None or plan.resolved or not prunable or plan.m_by_n is not None:
-        return
-    import numpy as np
-
-    start = int(np.asarray(prunable[0].pruning_step.numpy())) + 1
-    if steps is None and (plan.unit == "epochs" or plan.end is None):
-        raise ValueError(
-            "keras_opt.optimization.prune needs the number of steps per epoch to fit the "
-            "pruning schedule to this fit, but the data has no known length. Pass "
-            "`steps_per_epoch=` to fit, or give `end=` and `frequency=` in steps to prune()."
-        )
-    per_epoch = 1 if plan.unit == "steps" else int(steps or 1)
-    total = int(epochs or 1) * int(steps) if steps is not None else None
-    begin = int(round(plan.begin * per_epoch))
-    if plan.end is not None:
-        end = int(round(plan.end * per_epoch))
-    else:
-        end = max(begin + 1, int(_RAMP_FRACTION * (int(total or 0) - 1)))
-    if plan.schedule == "polynomial":
-        freq = plan.frequency or max(1, (end - begin) // _UPDATES)
-        if end - begin < freq:
-            raise ValueError(
-                f"The pruning ramp ({end - begin} steps from begin={plan.begin} to "
-                f"end={plan.end} {plan.unit}) is shorter than frequency={freq}. Fit longer, "
-                "lower `frequency`, or use schedule='constant'."
-            )
-        end = begin + ((end - begin) // freq) * freq
-        if total is not None and end > total - 1:
-            logger.warning(
-                "The pruning ramp ends at step %d but this fit has %d steps: the target "
-                "sparsity is reached only in a later fit.",
-                end + 1,
-                total,
-            )
-    else:
-        freq = plan.frequency or max(1, int(total or 100) // _UPDATES)
-    for layer in prunable:
-        sched = layer.pruning_schedule
-        sched.begin_step = start + begin
-        sched.frequency = freq
-        sched.end_step = start + end if plan.schedule == "polynomial" else -1
-    plan.resolved = True
-    logger.info(
-        "Pruning schedule: %s from step %d to %s, mask update every %d steps.",
-        plan.schedule,
-        start + begin,
-        start + end if plan.schedule == "polynomial" else "the end",
-        freq,
-    )

@@ -15,8 +15,10 @@ break (keras-tuner #1039):
 overrides exactly the two hooks KerasTuner offers for this (``_try_build`` and
 ``_build_and_fit_model``, the method KerasTuner keeps for AutoKeras to
 override): the model check accepts the flavor in use, KerasTuner's Keras 3
-callbacks are bridged to tf_keras, and the tf_keras ``History`` is handed back
-as a Keras 3 one. Under Keras 3 it changes nothing. Nothing is patched at
+callbacks are bridged to tf_keras, the callbacks a TFMOT-pruned trial model
+needs are added, and the tf_keras ``History`` is handed back as a Keras 3 one.
+Under Keras 3 it changes nothing: keras_opt's native compression needs no
+callback. Nothing is patched at
 import time: only tuners created from keras_opt's classes behave differently.
 """
 
@@ -116,6 +118,20 @@ def as_keras3_history(results: Any) -> Any:
     return results
 
 
+def _compression_callbacks(model: Any, given: list[Any] | None) -> list[Any]:
+    """What a TFMOT-compressed trial model needs in ``fit`` and the user did not pass.
+
+    A user cannot pass per-model callbacks to ``search``: a model returned by
+    ``keras_opt.optimization.prune`` under tf_keras needs TFMOT's pruning step
+    callback, so it is added to every trial that needs it (KerasTuner has
+    already deep-copied the user's callbacks for this trial).
+    """
+    from keras_opt.optimization import callbacks as needed_callbacks
+
+    present = {type(cb) for cb in given or []}
+    return [cb for cb in needed_callbacks(model) if type(cb) not in present]
+
+
 class TfKerasSupport:
     """Mixin for a KerasTuner ``Tuner`` class: accept models of the flavor in use.
 
@@ -160,7 +176,8 @@ class TfKerasSupport:
         hp = trial.hyperparameters
         model = self._try_build(hp)
         if is_tf_keras():
-            kwargs["callbacks"] = bridge_callbacks(kwargs.get("callbacks"))
+            given = kwargs.get("callbacks")
+            kwargs["callbacks"] = bridge_callbacks(given) + _compression_callbacks(model, given)
         results = self.hypermodel.fit(hp, model, *args, **kwargs)  # type: ignore[attr-defined]
         if kt_config.multi_backend():
             kt_utils.save_json(
