@@ -33,11 +33,33 @@ def tflite_accuracy(model, x, y) -> float:
     return hits / len(y)
 
 
+def wrapper_of(model, name):
+    """The compression wrapper around the layer called ``name`` (either engine's naming)."""
+    from keras_opt.optimization import _engine, _graph
+
+    for layer in _graph.iter_layers(model):
+        if _engine.wrapper_kind(layer) and _engine.unwrap(layer).name == name:
+            return layer
+    raise KeyError(name)
+
+
+def pruning_steps(wrapper):
+    """The resolved `Steps` of a pruning wrapper (None before the fit resolves them)."""
+    if backend.is_tf_keras():
+        return wrapper.pruning_schedule.steps
+    return wrapper.steps
+
+
+def pruning_mask(wrapper):
+    """The kernel mask of a pruning wrapper, as numpy."""
+    if backend.is_tf_keras():
+        return np.asarray(wrapper.pruning_vars[0][1].numpy())
+    return np.asarray(wrapper.masks["kernel"].numpy())
+
+
 @pytest.fixture(scope="session")
 def trained_residual(digits):
     """The conftest residual CNN trained on digits (about 97% test accuracy)."""
-    if not backend.is_tf_keras():
-        pytest.skip("TFMOT paths need the tf_keras flavor")
     x, y, _, _ = digits
     model = compile_classifier(build_residual_cnn())
     model.fit(x, y, epochs=8, batch_size=32, verbose=0)

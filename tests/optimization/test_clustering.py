@@ -1,4 +1,4 @@
-"""Clustering: at most N distinct values per kernel, centroid inits, errors (tf_keras)."""
+"""Clustering: at most N distinct values per kernel, centroid inits, errors (both flavors)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 
 import keras_opt.optimization as kopt
+from keras_opt import backend
 from tests.conftest import build_residual_cnn, compile_classifier
 from tests.optimization.conftest import accuracy
-
-pytestmark = pytest.mark.tf_keras_only
 
 KERNELS = ("stem", "res_conv", "head")
 
@@ -41,11 +40,13 @@ def test_every_centroid_init_gives_n_values(trained_residual, init):
 
 
 def test_per_channel_clustering_counts_values_per_output_channel(trained_residual):
-    stripped = kopt.strip(kopt.cluster(trained_residual, 4, per_channel=True, layers=["res_conv"]))
-    kernel = stripped.get_layer("res_conv").get_weights()[0]
-    per_channel = [np.unique(kernel[..., c]).size for c in range(kernel.shape[-1])]
-    assert max(per_channel) <= 4
-    assert np.unique(kernel).size > 4  # the channels have their own centroids
+    layers = ["res_conv"] if backend.is_tf_keras() else ["res_conv", "head"]  # TFMOT: Conv2D only
+    stripped = kopt.strip(kopt.cluster(trained_residual, 4, per_channel=True, layers=layers))
+    for name in layers:
+        kernel = stripped.get_layer(name).get_weights()[0]
+        per_channel = [np.unique(kernel[..., c]).size for c in range(kernel.shape[-1])]
+        assert max(per_channel) <= 4
+        assert np.unique(kernel).size > 4  # the channels have their own centroids
 
 
 def test_sparsity_preserving_clustering_keeps_the_zeros(trained_residual):

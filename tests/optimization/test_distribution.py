@@ -1,4 +1,4 @@
-"""Pruning and QAT inside a MirroredStrategy over two logical CPUs (tf_keras).
+"""Pruning, clustering and QAT inside a MirroredStrategy over two logical CPUs.
 
 Logical devices must be configured before TensorFlow initializes its devices,
 so the check runs in a fresh interpreter.
@@ -13,8 +13,6 @@ import sys
 import textwrap
 
 import pytest
-
-pytestmark = pytest.mark.tf_keras_only
 
 SCRIPT = textwrap.dedent(
     """
@@ -55,11 +53,54 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_prune_and_qat_under_mirrored_strategy_keep_replicas_consistent():
+NATIVE_SCRIPT = textwrap.dedent(
+    """
+    import json, os
+    os.environ["TF_USE_LEGACY_KERAS"] = "0"
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras_opt.optimization as kopt
+    from tests.conftest import build_residual_cnn, compile_classifier
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images[:128] / 16.0).astype("float32")[..., None]
+    y = d.target[:128]
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        pruned = compile_classifier(kopt.prune(build_residual_cnn(), target_sparsity=0.5))
+    pruned.fit(x, y, epochs=2, batch_size=64, verbose=0)
+    wrapper = pruned.get_layer("head")
+    masks = [np.asarray(v.numpy()) for v in wrapper.masks["kernel"].value.values]
+    steps = [int(v.numpy()) for v in wrapper.step.value.values]
+    head = kopt.strip(pruned).get_layer("head").get_weights()[0]
+    with strategy.scope():
+        clustered = compile_classifier(kopt.cluster(build_residual_cnn(), 8))
+    clustered.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    centroids = [np.asarray(v.numpy())
+                 for v in clustered.get_layer("head").centroids["kernel"].value.values]
+    stripped = kopt.strip(clustered).get_layer("head").get_weights()[0]
+    print(json.dumps({
+        "replicas": strategy.num_replicas_in_sync,
+        "masks_equal": bool(np.array_equal(masks[0], masks[1])),
+        "mask_sparsity": float(1 - masks[0].mean()),
+        "steps": steps,
+        "head_sparsity": float(np.mean(head == 0)),
+        "centroids_equal": bool(np.array_equal(centroids[0], centroids[1])),
+        "clustered_values": int(np.unique(stripped).size),
+    }))
+    """
+)
+
+
+def _run(script: str, legacy: str) -> dict:
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": legacy, "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
+        [sys.executable, "-c", script],
         cwd=root,
         env=env,
         capture_output=True,
@@ -68,7 +109,24 @@ def test_prune_and_qat_under_mirrored_strategy_keep_replicas_consistent():
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.keras3_only
+def test_native_prune_and_cluster_under_mirrored_strategy_keep_replicas_identical():
+    report = _run(NATIVE_SCRIPT, "0")
+    assert report["replicas"] == 2
+    assert report["masks_equal"]
+    assert report["mask_sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert report["steps"][0] == report["steps"][1] == 4  # 2 epochs x 2 global steps
+    assert report["head_sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert report["centroids_equal"]
+    assert report["clustered_values"] <= 8
+
+
+@pytest.mark.tf_keras_only
+def test_prune_and_qat_under_mirrored_strategy_keep_replicas_consistent():
+    report = _run(SCRIPT, "1")
     assert report["replicas"] == 2
     assert report["masks_equal"]
     assert report["mask_sparsity"] == pytest.approx(0.5, abs=0.01)

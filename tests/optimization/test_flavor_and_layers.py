@@ -13,19 +13,15 @@ from keras_opt.optimization.layers import select_layers
 from tests.conftest import build_residual_cnn
 
 TFMOT_CALLS = {
-    "prune": lambda m: kopt.prune(m, target_sparsity=0.5),
-    "callbacks": lambda m: kopt.callbacks(m),
     "quantize": lambda m: kopt.quantize(m),
     "check": lambda m: kopt.check(m),
-    "cluster": lambda m: kopt.cluster(m, 8),
-    "strip": lambda m: kopt.strip(m),
     "collaborative": lambda m: kopt.collaborative(m, np.zeros((2, 8, 8, 1)), np.zeros(2)),
 }
 
 
 @pytest.mark.keras3_only
 @pytest.mark.parametrize("name", sorted(TFMOT_CALLS))
-def test_tfmot_functions_raise_one_clear_error_under_keras3(name):
+def test_qat_functions_raise_one_clear_error_under_keras3(name):
     model = build_residual_cnn()
     with pytest.raises(FlavorError) as info:
         TFMOT_CALLS[name](model)
@@ -33,6 +29,27 @@ def test_tfmot_functions_raise_one_clear_error_under_keras3(name):
     assert f"keras_opt.optimization.{name}" in message
     assert "TF_USE_LEGACY_KERAS=1" in message
     assert "before TensorFlow is imported" in message
+
+
+@pytest.mark.keras3_only
+def test_prune_cluster_strip_and_callbacks_are_served_natively_under_keras3():
+    from keras_opt.optimization import _engine
+
+    assert _engine.get_engine("prune").name == "native"
+    model = build_residual_cnn()
+    pruned = kopt.prune(model, target_sparsity=0.5)
+    assert kopt.callbacks(pruned) == []
+    assert type(kopt.strip(kopt.cluster(model, 8)).get_layer("head")).__name__ == "Dense"
+
+
+@pytest.mark.tf_keras_only
+def test_a_keras3_model_is_refused_under_tf_keras():
+    import keras as keras3
+
+    model = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)])
+    for call in (lambda: kopt.prune(model, 0.5), lambda: kopt.cluster(model, 4)):
+        with pytest.raises(TypeError, match="It is a keras3 model"):
+            call()
 
 
 def test_select_layers_by_name_regex_type_and_skip():

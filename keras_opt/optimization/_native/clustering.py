@@ -71,7 +71,8 @@ class ClusterWeights(keras.layers.Wrapper):
         number_of_clusters: Integer >= 2.
         init: String. Centroid init (see `initial_centroids`).
         per_channel: Boolean. Separate centroids per output channel.
-        preserve_sparsity: Boolean. Keep zero weights at zero.
+        preserve_sparsity: Boolean. Keep zero weights at zero; zero is then one
+            of the ``number_of_clusters`` values.
         **kwargs: Layer arguments (``name``...).
 
     Returns:
@@ -106,6 +107,11 @@ class ClusterWeights(keras.layers.Wrapper):
                 f"clustered. Clusterable layers: {kernels.SUPPORTED}."
             )
 
+    @property
+    def _free_centroids(self) -> int:
+        # With preserve_sparsity, zero is one of the N values: N - 1 are learned.
+        return self.number_of_clusters - int(self.preserve_sparsity)
+
     def _channels(self, name: str, var: Any) -> tuple[int, int]:
         rank = len(var.shape)
         axis = kernels.output_axis(self.layer, name, rank)
@@ -119,7 +125,7 @@ class ClusterWeights(keras.layers.Wrapper):
             _, channels = self._channels(name, var)
             self.centroids[name] = self.add_weight(
                 name=f"{name}_centroids",
-                shape=(channels, self.number_of_clusters),
+                shape=(channels, self._free_centroids),
                 initializer="zeros",
                 dtype=var.dtype,
                 trainable=True,
@@ -143,7 +149,7 @@ class ClusterWeights(keras.layers.Wrapper):
             rows = []
             for row in values:
                 kept = row[row != 0] if self.preserve_sparsity else row
-                rows.append(initial_centroids(kept, self.number_of_clusters, self.init))
+                rows.append(initial_centroids(kept, self._free_centroids, self.init))
             self.centroids[name].assign(np.stack(rows))
             if self.preserve_sparsity:
                 mask = (ops.convert_to_numpy(var.value) != 0).astype(var.dtype)

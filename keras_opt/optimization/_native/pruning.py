@@ -42,6 +42,25 @@ def m_by_n_mask(magnitude: Any, m: int, n: int, axis: int) -> Any:
     return ops.moveaxis(ops.reshape(mask, shape), -1, axis)
 
 
+def _replica_local(name: str, shape: Any, initializer: str, dtype: Any) -> Any:
+    """A non-trainable variable each replica updates on its own, inside a ``cond``.
+
+    Every replica computes the same mask from the same (mirrored) weights, so no
+    cross-replica sync is needed; a mirrored variable's update would need one,
+    which TensorFlow does not allow inside control flow. Reads outside the
+    replicas see the first replica's value.
+    """
+    return keras.Variable(
+        initializer,
+        shape=shape,
+        dtype=dtype,
+        trainable=False,
+        name=name,
+        aggregation="only_first_replica",
+        synchronization="on_read",
+    )
+
+
 @keras.saving.register_keras_serializable(package="keras_opt")
 class PruneLowMagnitude(keras.layers.Wrapper):
     """Prunes the kernels of the wrapped layer by magnitude while it trains.
@@ -84,24 +103,10 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         super().build(input_shape)
         self._kernels = kernels.kernel_variables(self.layer)
         self.masks = {
-            name: self.add_weight(
-                name=f"{name}_mask",
-                shape=var.shape,
-                initializer="ones",
-                dtype=var.dtype,
-                trainable=False,
-                aggregation="only_first_replica",
-            )
+            name: _replica_local(f"{name}_mask", var.shape, "ones", var.dtype)
             for name, var in self._kernels.items()
         }
-        self.step = self.add_weight(
-            name="pruning_step",
-            shape=(),
-            initializer="zeros",
-            dtype="int64",
-            trainable=False,
-            aggregation="only_first_replica",
-        )
+        self.step = _replica_local("pruning_step", (), "zeros", "int64")
         if self.plan.m_by_n is not None:
             m, n = self.plan.m_by_n
             for name, var in self._kernels.items():
