@@ -1,33 +1,31 @@
 """Story: weight clustering to 16 shared values per kernel.
 
-Re-runs itself with ``TF_USE_LEGACY_KERAS=1`` when needed (TFMOT needs tf_keras).
+Runs in the default Keras 3 flavor on keras_opt's native engine, and under
+``TF_USE_LEGACY_KERAS=1`` on TFMOT. No callback is needed in either.
 
-    python examples/clustering.py [--clusters 16] [--init kmeans++]
+    python examples/clustering.py [--clusters 16] [--init kmeans++] [--per-channel]
 """
 
 from __future__ import annotations
 
+import argparse
+
 import _common
 
-_common.use_tf_keras()  # re-runs this script under tf_keras if needed
-
-
-import argparse  # noqa: E402
-
-import keras_opt.optimization as kopt  # noqa: E402
-from keras_opt.backend import keras  # noqa: E402
+import keras_opt.optimization as kopt
+from keras_opt.backend import keras
 
 digits = _common.digits
 build = _common.build_cnn
 
 
-def main(clusters: int = 16, init: str = "kmeans++") -> float:
+def main(clusters: int = 16, init: str = "kmeans++", per_channel: bool = False) -> float:
     x, y, x_test, y_test = digits()
     model = build()
     model.fit(x, y, epochs=10, batch_size=32, verbose=0)
     print(f"float accuracy: {model.evaluate(x_test, y_test, verbose=0)[1]:.3f}")
 
-    clustered = kopt.cluster(model, clusters, init=init)
+    clustered = kopt.cluster(model, clusters, init=init, per_channel=per_channel)
     clustered.compile(
         optimizer=keras.optimizers.Adam(1e-4),
         loss="sparse_categorical_crossentropy",
@@ -47,4 +45,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clusters", type=int, default=16)
     parser.add_argument("--init", default="kmeans++")
+    parser.add_argument("--per-channel", action="store_true", dest="per_channel")
     main(**vars(parser.parse_args()))

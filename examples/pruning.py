@@ -1,27 +1,23 @@
 """Story: prune a trained CNN to 80% sparsity, fine-tune, strip, save.
 
-TFMOT needs the tf_keras flavor, so this script re-runs itself with
-``TF_USE_LEGACY_KERAS=1`` when started without it (the variable must be set
-before TensorFlow is imported).
+Runs in the default Keras 3 flavor on keras_opt's native engine (a plain
+``fit``, no callback), and under ``TF_USE_LEGACY_KERAS=1`` on TFMOT, whose
+step callback ``kopt.callbacks(pruned)`` supplies (it is ``[]`` under Keras 3).
 
     python examples/pruning.py [--sparsity 0.8] [--epochs 3]
 """
 
 from __future__ import annotations
 
+import argparse
+import os
+import tempfile
+
 import _common
+import numpy as np
 
-_common.use_tf_keras()  # re-runs this script under tf_keras if needed
-
-
-import argparse  # noqa: E402
-import os  # noqa: E402
-import tempfile  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-import keras_opt.optimization as kopt  # noqa: E402
-from keras_opt.backend import keras  # noqa: E402
+import keras_opt.optimization as kopt
+from keras_opt.backend import keras
 
 digits = _common.digits
 build = _common.build_cnn
@@ -35,6 +31,7 @@ def main(sparsity: float = 0.8, epochs: int = 3) -> float:
 
     pruned = kopt.prune(model, target_sparsity=sparsity)  # schedule fitted to the fit below
     pruned.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    # kopt.callbacks(pruned) is [] under Keras 3; TFMOT's pruning step under tf_keras.
     pruned.fit(x, y, epochs=epochs, batch_size=32, verbose=0, callbacks=kopt.callbacks(pruned))
 
     small = kopt.strip(pruned)
