@@ -30,7 +30,13 @@ import tempfile
 import zipfile
 from typing import Any
 
-__all__ = ["saved_flavor", "compile_config", "translate_config", "keras3_to_tf_keras"]
+__all__ = [
+    "saved_flavor",
+    "keras_file_problem",
+    "compile_config",
+    "translate_config",
+    "keras3_to_tf_keras",
+]
 
 _MODEL_CLASSES = ("Functional", "Sequential", "Model")
 
@@ -54,6 +60,60 @@ def saved_flavor(path: str) -> str | None:
     except (zipfile.BadZipFile, OSError, ValueError):
         return None
     return "keras3" if str(meta.get("keras_version", "3")).startswith("3") else "tf_keras"
+
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def keras_file_problem(path: str) -> str | None:
+    """What is wrong with a ``.keras`` (or ``.h5``) model file, or None if it looks sound.
+
+    Checks the container without TensorFlow: a ``.keras`` file must be a readable zip
+    archive with a valid ``config.json`` and ``model.weights.h5``; an ``.h5`` file must
+    start with the HDF5 signature. Keras itself reports a corrupt ``.keras`` file as
+    "File not found", which misleads for a file that exists.
+
+    Args:
+        path: String. The model file.
+
+    Returns:
+        None, or a short description of the problem (e.g. ``"not a zip archive"``).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.NamedTemporaryFile(suffix=".keras") as f:
+        ...     _ = f.write(b"not a zip"); f.flush()
+        ...     keras_file_problem(f.name)
+        'not a zip archive (a .keras file is a zip of config.json, metadata.json and model.weights.h5)'
+    """  # noqa: E501
+    if not isinstance(path, str):
+        raise TypeError(f"Argument `path` must be a string. Received: path={path!r}")
+    if path.endswith(".h5"):
+        with open(path, "rb") as f:
+            head = f.read(8)
+        return None if head == _HDF5_SIGNATURE else "not an HDF5 file (bad signature)"
+    if not zipfile.is_zipfile(path):
+        return (
+            "not a zip archive (a .keras file is a zip of config.json, metadata.json and "
+            "model.weights.h5)"
+        )
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+            missing = [n for n in ("config.json", "model.weights.h5") if n not in names]
+            if missing:
+                return f"the zip archive has no {' or '.join(missing)}"
+            bad = z.testzip()
+            if bad is not None:
+                return f"the archive member {bad} is corrupt (CRC mismatch)"
+            json.loads(z.read("config.json"))
+    except zipfile.BadZipFile as err:
+        return f"a damaged zip archive ({err})"
+    except ValueError as err:
+        return f"its config.json is not valid JSON ({err})"
+    except (OSError, EOFError) as err:
+        return f"the archive cannot be read ({err})"
+    return None
 
 
 def compile_config(path: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ folder. DATA files are ``.npz`` with arrays named after the model inputs, or
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 from typing import Any
 
@@ -34,6 +35,23 @@ def register(sub: Any) -> None:
     p.add_argument("--out", default=None, help="output folder (default tflite_models/<model>)")
     p.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
     p.add_argument("--runs", type=int, default=50, help="timed runs per variant (default 50)")
+    p.add_argument("--warmup", type=int, default=5, help="warmup runs per variant (default 5)")
+    p.add_argument(
+        "--batch-size",
+        default="auto",
+        metavar="N|auto|dynamic",
+        help="batch axis of the .tflite inputs: auto (default: 1 for recurrent models, else "
+        "dynamic, with a batch-1 retry if a dynamic conversion fails), dynamic, or N (1 is "
+        "what a phone runs)",
+    )
+    p.add_argument(
+        "--accuracy-budget",
+        type=float,
+        default=0.01,
+        metavar="DELTA",
+        help="the recommendation keeps variants whose metric is at most DELTA below the "
+        "Keras model's (default 0.01: one point of accuracy)",
+    )
     p.add_argument("--select-tf-ops", action="store_true", help="allow TF ops (Flex delegate)")
     p.add_argument("--int8-io", choices=("int8", "uint8"), default="int8", help="int8_only I/O")
     p.add_argument(
@@ -77,16 +95,58 @@ def _load_savedmodel_keras3(keras: Any, path: str) -> Any:
     return keras.Model(list(inputs.values()), out, name=name)
 
 
-def load_model(path: str, unsafe: bool) -> Any:
-    """Load MODEL (``.keras`` file or SavedModel folder), safe mode unless ``unsafe``."""
-    from keras_opt.backend import is_tf_keras, keras
+def check_model_path(path: str) -> None:
+    """Refuse a MODEL that is missing, of the wrong kind, or a corrupt ``.keras``/``.h5`` file.
+
+    Runs before anything is created on disk and without TensorFlow.
+
+    Args:
+        path: String. The MODEL argument.
+
+    Raises:
+        CLIError: naming the file, what is wrong and the fix.
+    """
     from keras_opt.cli import CLIError
+    from keras_opt.cli._keras_file import keras_file_problem
 
     if not os.path.exists(path):
         raise CLIError(f"MODEL {path!r} does not exist.")
-    is_savedmodel = os.path.isdir(path) and os.path.exists(os.path.join(path, "saved_model.pb"))
-    if not (is_savedmodel or path.endswith((".keras", ".h5"))):
+    if os.path.isdir(path):
+        if not os.path.exists(os.path.join(path, "saved_model.pb")):
+            raise CLIError(
+                f"MODEL {path!r} is a folder without saved_model.pb: not a SavedModel. Pass a "
+                ".keras file or the folder written by model.export(...) / tf.saved_model.save."
+            )
+        return
+    if not path.endswith((".keras", ".h5")):
         raise CLIError(f"MODEL must be a .keras file or a SavedModel folder. Received: {path!r}")
+    problem = keras_file_problem(path)
+    if problem:
+        raise CLIError(
+            f"MODEL {path!r} is not a readable Keras model file: {problem}. It may be "
+            "truncated or damaged in a copy: save the model again with "
+            "model.save('model.keras') or copy the file again."
+        )
+
+
+def load_model(path: str, unsafe: bool) -> Any:
+    """Load MODEL (``.keras`` file or SavedModel folder), safe mode unless ``unsafe``.
+
+    Args:
+        path: String. A ``.keras``/``.h5`` file or a SavedModel folder.
+        unsafe: Boolean. Allow Lambda layers and arbitrary code.
+
+    Returns:
+        A Keras model of the flavor in use.
+
+    Raises:
+        CLIError: for a missing, corrupt or unloadable MODEL (the message names it).
+    """
+    from keras_opt.backend import is_tf_keras, keras
+    from keras_opt.cli import CLIError
+
+    check_model_path(path)
+    is_savedmodel = os.path.isdir(path)
     try:
         if is_savedmodel and not is_tf_keras():
             return _load_savedmodel_keras3(keras, path)
@@ -119,6 +179,9 @@ FLAGS = {
     "out_dir": "--out",
     "threads": "--threads",
     "runs": "--runs",
+    "warmup": "--warmup",
+    "batch_size": "--batch-size",
+    "accuracy_budget": "--accuracy-budget",
     "select_tf_ops": "--select-tf-ops",
 }
 
@@ -128,10 +191,14 @@ def run(args: argparse.Namespace) -> int:
     from keras_opt.cli import CLIError
 
     # Check what can be checked before anything is created on disk.
-    if not os.path.exists(args.model):
-        raise CLIError(f"MODEL {args.model!r} does not exist.")
+    check_model_path(args.model)
     if args.threads < 1 or args.runs < 1:
         raise CLIError(f"--threads and --runs must be >= 1. Received: {args.threads}, {args.runs}")
+    if args.warmup < 0:
+        raise CLIError(f"--warmup must be >= 0. Received: {args.warmup}")
+    args.batch_size = parse_batch_size(args.batch_size)
+    if not args.accuracy_budget >= 0:
+        raise CLIError(f"--accuracy-budget must be >= 0. Received: {args.accuracy_budget}")
     for flag, value in (("--calibration", args.calibration), ("--eval", args.eval_data)):
         if value is not None and not os.path.isfile(value):
             raise CLIError(f"{flag} {value!r} is not a file (expected an .npz).")
@@ -139,6 +206,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or os.path.join(
         "tflite_models", os.path.splitext(os.path.basename(os.path.normpath(args.model)))[0]
     )
+    created = _missing_dirs(out)
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as err:
@@ -146,11 +214,65 @@ def run(args: argparse.Namespace) -> int:
     log = os.path.join(out, "convert.log")
     if not os.access(out, os.W_OK):
         raise CLIError(f"the output folder {out!r} is not writable.")
+    had_log = os.path.exists(log)
     term = os.fdopen(os.dup(2), "w")
     try:
         return _run(args, out, log, term)
+    except CLIError:
+        # A user error, raised before any variant is written: leave nothing behind (no
+        # convert.log, no folders this run created).
+        if not had_log and os.path.exists(log):
+            os.remove(log)
+        for folder in created:
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)  # only if empty
+        raise
     finally:
         term.close()
+
+
+def _missing_dirs(path: str) -> list[str]:
+    """The folders ``os.makedirs(path)`` would create, deepest first."""
+    missing = []
+    path = os.path.abspath(path)
+    while path and not os.path.exists(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing
+
+
+def parse_batch_size(value: str) -> int | str | None:
+    """``--batch-size``: ``"auto"``, ``"dynamic"`` (None) or an integer >= 1.
+
+    Args:
+        value: String from the command line.
+
+    Returns:
+        ``"auto"``, None or a positive integer.
+
+    Raises:
+        CLIError: for anything else.
+
+    Example:
+        >>> parse_batch_size("1"), parse_batch_size("dynamic"), parse_batch_size("auto")
+        (1, None, 'auto')
+    """
+    from keras_opt.cli import CLIError
+
+    text = str(value).strip().lower()
+    if text == "auto":
+        return "auto"
+    if text in ("dynamic", "none"):
+        return None
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise CLIError(
+        f"--batch-size must be auto, dynamic or an integer >= 1 (1 is what a phone runs). "
+        f"Received: {value!r}"
+    )
 
 
 def _run(args: argparse.Namespace, out: str, log: str, term: Any) -> int:
@@ -194,6 +316,9 @@ def _run(args: argparse.Namespace, out: str, log: str, term: Any) -> int:
                 variants=chosen,
                 threads=args.threads,
                 runs=args.runs,
+                warmup=args.warmup,
+                batch_size=args.batch_size,
+                accuracy_budget=args.accuracy_budget,
                 select_tf_ops=args.select_tf_ops,
                 int8_io_dtype=args.int8_io,
                 isolation=args.isolation,
@@ -206,6 +331,8 @@ def _run(args: argparse.Namespace, out: str, log: str, term: Any) -> int:
             raise CLIError(_flags(str(err))) from None
         finally:
             bar.close()
+    print(result.format_recommendation())
+    print()
     print(result.format_table())
     for name, error in result.failed.items():
         print(f"  {name} failed: {error}")

@@ -1,10 +1,13 @@
 """Latency of a ``.tflite`` file, measured with the LiteRT interpreter.
 
-The protocol mirrors ``litert-benchmark`` (installed by ai-edge-litert): create
-the interpreter (init time), run once (first inference), ``warmup`` more runs,
-then ``runs`` timed ``invoke()`` calls giving mean, std, p50, p90 and p99.
-XNNPACK is on by default; if it cannot be applied the plain kernels are used
-and the fallback is recorded in ``delegate``.
+The protocol is ``litert-benchmark``'s (installed by ai-edge-litert), so that the
+two agree on the same file: create the interpreter (init time), fill the inputs
+(by default with the tool's data: uniform in [-1, 1) for floats, integers in
+[-128, 127]), run ``warmup`` untimed runs (the first one is reported as the first
+inference), then ``runs`` timed ``invoke()`` calls giving mean, std, p50 (the
+median), p90 and p99, on ``threads`` interpreter threads. XNNPACK is on by
+default, as in the tool; if it cannot be applied the plain kernels are used and
+the fallback is recorded in ``delegate``.
 
 Example:
     >>> from keras_opt.tflite import benchmark
@@ -37,13 +40,16 @@ class LatencyResult:
     Attributes:
         latency_ms: Dict with ``mean``, ``std``, ``p50``, ``p90``, ``p99`` (ms).
         init_ms: Float. Interpreter creation and tensor allocation.
-        first_ms: Float. The first inference.
+        first_ms: Float. The first inference (the first warmup run, or the
+            first timed run when ``warmup`` is 0).
         warmup_ms: Float. Mean of the warmup runs (0 when there are none).
         runs: Integer. Timed runs.
         warmup: Integer. Warmup runs.
         threads: Integer. Interpreter thread count.
         delegate: String. ``"xnnpack"``, ``"none"`` or the recorded fallback.
         samples_ms: List of floats. Every timed run.
+        input_data: String. What the inputs held: ``"random uniform(-1, 1), seed N"``
+            (litert-benchmark's data) or ``"given"``.
 
     Example:
         >>> from keras_opt.tflite import benchmark  # doctest: +SKIP
@@ -60,6 +66,7 @@ class LatencyResult:
     threads: int
     delegate: str
     samples_ms: list[float] = dataclasses.field(repr=False, default_factory=list)
+    input_data: str = "random uniform(-1, 1)"
 
     def to_dict(self) -> dict[str, Any]:
         """Return the result as JSON-ready data (without the raw samples)."""
@@ -103,7 +110,9 @@ def _fill_inputs(
         dtype = np.dtype(det["dtype"])
         shape = tuple(int(d) for d in det["shape"])
         if inputs is not None:
-            value = given[det["index"]][:1]
+            value = given[det["index"]]
+            rows = shape[0] if shape else 1
+            value = value[np.arange(rows) % len(value)] if value.ndim else value
             scale, zero = det["quantization"]
             if dtype.kind in "iu" and value.dtype.kind == "f" and scale:
                 info = np.iinfo(dtype)
@@ -144,12 +153,14 @@ def benchmark(
         path: Path of the ``.tflite`` file.
         threads: Integer >= 1. Interpreter threads (recorded in the result).
         runs: Integer >= 1. Timed runs.
-        warmup: Integer >= 0. Untimed runs after the first inference.
+        warmup: Integer >= 0. Untimed runs before the timed ones (the first of them
+            is the first inference), as ``litert-benchmark --warmup_runs``.
         use_xnnpack: Boolean. Apply the default XNNPACK delegate (with a
             recorded fallback to the plain kernels if it fails).
         inputs: Optional arrays, a dict keyed by signature input name or a
-            list in signature order; the first sample is used. Default:
-            random data, as ``litert-benchmark`` does.
+            list in signature order; the first sample (the first batch for a
+            fixed batch > 1) is used. Default: random data, as
+            ``litert-benchmark`` does.
         seed: Integer. Seed of the random input.
 
     Returns:
@@ -165,15 +176,15 @@ def benchmark(
         {'mean': 0.05, 'std': 0.01, 'p50': 0.05, 'p90': 0.06, 'p99': 0.08}
     """
     threads, runs, warmup = check_counts(threads, runs, warmup)
+    seed = int(V.integer("seed", seed, minimum=0) or 0)
+    if not isinstance(use_xnnpack, bool):
+        V.fail("use_xnnpack", "a boolean", use_xnnpack, exc=TypeError)
     content = read_tflite(path)
     try:
         interp, delegate, init_ms = open_interpreter(content, threads, use_xnnpack)
     except ValueError as err:
         raise ValueError(f"Cannot benchmark {os.fspath(path)!r}: {err}") from None
     _fill_inputs(interp, inputs, seed)
-    t0 = time.perf_counter()
-    interp.invoke()
-    first_ms = (time.perf_counter() - t0) * 1000
     warm = []
     for _ in range(warmup):
         t0 = time.perf_counter()
@@ -188,18 +199,19 @@ def benchmark(
     latency = {
         "mean": float(arr.mean()),
         "std": float(statistics.stdev(samples)) if runs > 1 else 0.0,
-        "p50": float(np.percentile(arr, 50)),
+        "p50": float(statistics.median(samples)),
         "p90": float(np.percentile(arr, 90)),
         "p99": float(np.percentile(arr, 99)),
     }
     return LatencyResult(
         latency_ms=latency,
         init_ms=init_ms,
-        first_ms=first_ms,
+        first_ms=(warm or samples)[0],
         warmup_ms=float(np.mean(warm)) if warm else 0.0,
         runs=runs,
         warmup=warmup,
         threads=threads,
         delegate=delegate,
         samples_ms=samples,
+        input_data="given" if inputs is not None else f"random uniform(-1, 1), seed {seed}",
     )

@@ -19,9 +19,15 @@ from typing import Any
 from keras_opt import _validation as v
 from keras_opt._plotting import save_figure
 from keras_opt.tflite.convert import atomic_write
+from keras_opt.tflite.recommend import (
+    DEFAULT_ACCURACY_BUDGET,
+    recommend_rows,
+    recommendation_html,
+    recommendation_markdown,
+)
 from keras_opt.tflite.report import table_rows
 
-__all__ = ["write_comparison", "comparison_rows", "format_rows"]
+__all__ = ["write_comparison", "comparison_rows", "recommend_comparison", "format_rows"]
 
 HEADERS = ("model", "variant", "size", "gzipped", "p50 ms", "accuracy")
 
@@ -34,11 +40,20 @@ def comparison_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
 
     Returns:
         List of dicts with ``model``, ``variant``, ``size_bytes``, ``gzip_bytes``,
-        ``latency_p50_ms``, ``metric`` and ``error``.
+        ``latency_p50_ms``, ``metric``, ``same_file_as`` (the variant of the same
+        model whose file is byte-identical, or None), ``runtime_error`` and ``error``.
+
+    Example:
+        >>> m = {"variants": [{"name": "int8", "size_bytes": 9, "latency_ms": {"p50": 0.1}},
+        ...                   {"name": "float16", "same_file_as": "int8"}]}
+        >>> [(r["variant"], r["same_file_as"]) for r in comparison_rows({"qat": m})]
+        [('int8', None), ('float16', 'int8')]
     """
+    if not isinstance(results, Mapping):
+        v.fail("results", "a mapping of model label -> ExportResult", results, exc=TypeError)
     rows = []
     for label, result in results.items():
-        manifest = getattr(result, "manifest", result)
+        manifest = dict(getattr(result, "manifest", result) or {})
         for r in table_rows(manifest):
             rows.append(
                 {
@@ -48,10 +63,64 @@ def comparison_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
                     "gzip_bytes": r["gzip_bytes"],
                     "latency_p50_ms": r["latency_p50_ms"],
                     "metric": r["metric"],
+                    "same_file_as": r["same_file_as"],
+                    "runtime_error": r["runtime_error"],
                     "error": r["error"],
                 }
             )
     return rows
+
+
+def recommend_comparison(
+    results: Mapping[str, Any],
+    *,
+    accuracy_budget: float = DEFAULT_ACCURACY_BUDGET,
+    reference: str | None = None,
+) -> dict[str, Any]:
+    """What to ship over several exports: the smallest and fastest ``model/variant`` in budget.
+
+    Args:
+        results: Mapping model label -> `ExportResult` (or its manifest dict).
+        accuracy_budget: Float >= 0. How far below the reference Keras metric a
+            variant may be (0.01: one point of accuracy).
+        reference: Label of the model whose Keras metric is the reference
+            (default: the first, e.g. the uncompressed baseline).
+
+    Returns:
+        Dict as `keras_opt.tflite.recommend.recommend_rows`, with names
+        ``"<model>/<variant>"`` and ``reference`` (the label used).
+
+    Example:
+        >>> m = {"metric_name": "accuracy", "keras_metrics": {"accuracy": 0.9},
+        ...      "variants": [{"name": "int8", "size_bytes": 9, "latency_ms": {"p50": 0.1},
+        ...                    "metrics": {"accuracy": 0.9}}]}
+        >>> recommend_comparison({"base": m})["smallest"]["name"]
+        'base/int8'
+    """
+    if not isinstance(results, Mapping) or not results:
+        v.fail("results", "a non-empty mapping of model label -> ExportResult", results)
+    manifests = {label: getattr(r, "manifest", r) for label, r in results.items()}
+    label = reference if reference is not None else next(iter(manifests))
+    if label not in manifests:
+        v.fail("reference", f"one of {list(manifests)}", reference)
+    ref = manifests[label]
+    metric = str(ref.get("metric_name", "accuracy"))
+    rows = [
+        {
+            **r,
+            "name": f"{r['model']}/{r['variant']}",
+            "same_file_as": f"{r['model']}/{r['same_file_as']}" if r["same_file_as"] else None,
+        }
+        for r in comparison_rows(results)
+    ]
+    rec = recommend_rows(
+        rows,
+        reference=(ref.get("keras_metrics") or {}).get(metric),
+        metric=metric,
+        accuracy_budget=accuracy_budget,
+    )
+    rec["reference"] = label
+    return rec
 
 
 def _cells(row: dict[str, Any], width: int | None = 60) -> list[str]:
@@ -60,6 +129,9 @@ def _cells(row: dict[str, Any], width: int | None = 60) -> list[str]:
         if width is not None and len(error) > width:
             error = error[: width - 3] + "..."
         return [row["model"], row["variant"], "failed", "", "", error]
+
+    if row.get("same_file_as"):
+        return [row["model"], row["variant"], "same file as", row["same_file_as"], "", ""]
 
     def num(x: Any, spec: str) -> str:
         return "" if x is None else format(x, spec)
@@ -94,58 +166,34 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
     out = []
     for line in table:
         cells = [
-            c.ljust(w) if i < 2 or line[2] == "failed" else c.rjust(w)
+            c.ljust(w) if i < 2 or line[2] in ("failed", "same file as") else c.rjust(w)
             for i, (c, w) in enumerate(zip(line, widths, strict=True))
         ]
         out.append("  ".join(cells).rstrip())
     return "\n".join(out)
 
 
-def _plot(rows: list[dict[str, Any]], path: str) -> str | None:
-    good = [r for r in rows if not r["error"] and r["latency_p50_ms"] is not None]
-    if not good:
+def _plot(rows: list[dict[str, Any]], path: str, metric_name: str = "accuracy") -> str | None:
+    from keras_opt.tflite._plot import size_latency_plot
+    from keras_opt.tflite.report import plot_points
+
+    labels = list(dict.fromkeys(r["model"] for r in rows))
+    points = []
+    for label in labels:
+        mine = [
+            {**r, "name": r["variant"]} for r in rows if r["model"] == label
+        ]  # table_rows-shaped
+        for p in plot_points(mine, group=label):
+            p["label"] = f"{label}/{p['label']}" if len(labels) > 1 else p["label"]
+            points.append(p)
+    if not points:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7, 4.5), dpi=100)
-    ax = fig.subplots()
-    markers = "osD^v<>"
-    labels = list(dict.fromkeys(r["model"] for r in good))
-    metrics = [r["metric"] for r in good if r["metric"] is not None]
-    lo, hi = (min(metrics), max(metrics)) if metrics else (0.0, 1.0)
-    for i, label in enumerate(labels):
-        mine = [r for r in good if r["model"] == label]
-        sc = ax.scatter(
-            [r["size_bytes"] / 1024 for r in mine],
-            [r["latency_p50_ms"] for r in mine],
-            c=[r["metric"] if r["metric"] is not None else lo for r in mine],
-            cmap="viridis",
-            vmin=lo,
-            vmax=hi if hi > lo else lo + 1e-6,
-            marker=markers[i % len(markers)],
-            s=70,
-            label=label,
-            edgecolors="black",
-        )
-        for r in mine:
-            ax.annotate(
-                r["variant"],
-                (r["size_bytes"] / 1024, r["latency_p50_ms"]),
-                textcoords="offset points",
-                xytext=(4, 4),
-                fontsize=7,
-            )
-    if metrics:
-        fig.colorbar(sc, ax=ax, label="accuracy")
-    ax.set_xscale("log")
-    ax.set_xlabel("size (KiB, log scale)")
-    ax.set_ylabel("p50 latency (ms)")
-    ax.set_title("size vs latency vs accuracy")
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
+    fig = size_latency_plot(
+        points,
+        title=f"size vs latency vs {metric_name} (every variant of every model)",
+        metric_name=metric_name,
+        groups=labels,
+    )
     return save_figure(fig, path)
 
 
@@ -168,6 +216,8 @@ tr.failed td{color:#a00}td.err{max-width:36rem;font-size:.85rem}
 pre{white-space:pre-wrap;word-break:break-all;font-size:.75rem}
 figure{margin:1rem 0}img{max-width:100%;border:1px solid #eee}
 .note{color:#555;font-size:.9rem}
+#recommendation{background:#f3f8f3;border:1px solid #cde3cd;padding:.2rem 1rem;margin:1rem 0}
+tr.same td.same{color:#666;font-style:italic}
 """
 
 
@@ -178,6 +228,8 @@ def write_comparison(
     title: str = "keras_opt report",
     summary: Mapping[str, Any] | None = None,
     images: Mapping[str, str] | None = None,
+    accuracy_budget: float = DEFAULT_ACCURACY_BUDGET,
+    reference: str | None = None,
 ) -> dict[str, str]:
     """Write ``manifest.json``, ``report.md`` and a self-contained ``report.html``.
 
@@ -189,6 +241,11 @@ def write_comparison(
         summary: Mapping of headline facts (label -> value) shown first.
         images: Mapping caption -> PNG path, inlined in the HTML and linked
             from the Markdown.
+        accuracy_budget: Float >= 0. Both reports open with the smallest and the
+            fastest ``model/variant`` whose metric is at most this far below the
+            reference Keras model's (0.01: one point), and why the others are not
+            chosen (see `recommend_comparison`).
+        reference: Label of the reference model (default: the first in ``results``).
 
     Returns:
         Dict with the paths of ``manifest``, ``markdown``, ``html`` and ``plot``.
@@ -207,8 +264,9 @@ def write_comparison(
     os.makedirs(out_dir, exist_ok=True)
     summary = dict(summary or {})
     images = dict(images or {})
+    rec = recommend_comparison(results, accuracy_budget=accuracy_budget, reference=reference)
     rows = comparison_rows(results)
-    plot = _plot(rows, os.path.join(out_dir, "comparison.png"))
+    plot = _plot(rows, os.path.join(out_dir, "comparison.png"), rec["metric"])
     if plot:
         images = {"Size vs latency vs accuracy (every variant of every model)": plot, **images}
     manifests = {label: getattr(r, "manifest", r) for label, r in results.items()}
@@ -216,13 +274,16 @@ def write_comparison(
         "title": title,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "summary": summary,
+        "recommendation": rec,
         "rows": rows,
         "models": manifests,
     }
     paths = {"manifest": os.path.join(out_dir, "manifest.json")}
     atomic_write(paths["manifest"], json.dumps(manifest, indent=2, default=str).encode())
 
-    md = [f"# {title}", ""]
+    md = [f"# {title}", "", "## What to ship", ""]
+    md += recommendation_markdown(rec)
+    md += ["", f"Reference: the Keras model `{rec['reference']}`.", "", "## Details", ""]
     for k, val in summary.items():
         md.append(f"- **{k}**: {val}")
     md += ["", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
@@ -242,7 +303,10 @@ def write_comparison(
     paths["markdown"] = os.path.join(out_dir, "report.md")
     atomic_write(paths["markdown"], ("\n".join(md) + "\n").encode())
 
-    body = [f"<h1>{html.escape(title)}</h1>"]
+    body = [f"<h1>{html.escape(title)}</h1>", recommendation_html(rec)]
+    body.append(
+        f'<p class="note">Reference: the Keras model {html.escape(str(rec["reference"]))}.</p>'
+    )
     if summary:
         body.append("<ul>")
         body += [
@@ -263,6 +327,13 @@ def write_comparison(
                 f"<pre>{html.escape(str(r['error']))}</pre></details></td>"
             )
             body.append('<tr class="failed">' + "".join(tds) + "</tr>")
+            continue
+        if r.get("same_file_as"):
+            tds.append(
+                f'<td colspan="4" class="same">same file as {html.escape(r["same_file_as"])} '
+                "(identical sha256)</td>"
+            )
+            body.append('<tr class="same">' + "".join(tds) + "</tr>")
             continue
         tds += [f'<td class="n">{html.escape(c)}</td>' for c in cells[2:]]
         body.append("<tr>" + "".join(tds) + "</tr>")

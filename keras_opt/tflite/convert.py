@@ -13,10 +13,12 @@ This module is also the worker: ``python -m keras_opt.tflite.convert JOBS.json``
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -29,11 +31,21 @@ import numpy as np
 
 from keras_opt.tflite.variants import VARIANTS
 
-__all__ = ["save_source", "is_qat_model", "run_jobs", "convert_variant", "ISOLATION_MODES"]
+__all__ = [
+    "save_source",
+    "is_qat_model",
+    "recurrent_layers",
+    "needs_static_batch",
+    "run_jobs",
+    "convert_variant",
+    "ISOLATION_MODES",
+]
 
 logger = logging.getLogger(__name__)
 
 ISOLATION_MODES = ("variant", "export", "none")
+
+_RUN_IDS = itertools.count()
 
 _INTERPRETER_WARNING = ".*tf.lite.Interpreter is deprecated.*"
 _QAT_LAYERS = {"QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer", "QuantizeAnnotate"}
@@ -50,16 +62,112 @@ def is_qat_model(model: Any) -> bool:
     return False
 
 
-def save_source(model: Any, directory: str) -> None:
-    """Save ``model`` as a SavedModel that the converter (and a worker) can read."""
+#: Layer classes whose TensorFlow graph holds a while loop over time steps.
+_RECURRENT_BASES = ("RNN", "Bidirectional", "ConvRNN", "ConvLSTM", "ConvLSTM2D")
+
+
+def recurrent_layers(model: Any) -> list[str]:
+    """Names of the recurrent layers in ``model`` (nested models and wrappers included).
+
+    LSTM, GRU, SimpleRNN, ConvLSTM, ``RNN(cell)`` and ``Bidirectional`` compile to a
+    while loop over time steps whose ``TensorListReserve`` needs a static batch size
+    in the TFLite converter.
+
+    Args:
+        model: A Keras model of either flavor.
+
+    Returns:
+        List of layer names, outermost first (empty for a feed-forward model).
+    """
+    found: list[str] = []
+    stack = list(getattr(model, "layers", []))
+    seen: set[int] = set()
+    while stack:
+        layer = stack.pop(0)
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        bases = {klass.__name__ for klass in type(layer).__mro__}
+        if bases & set(_RECURRENT_BASES):
+            found.append(str(layer.name))
+            continue
+        stack.extend(getattr(layer, "layers", []) or [])
+        inner = getattr(layer, "layer", None)  # TimeDistributed and other wrappers
+        if inner is not None:
+            stack.append(inner)
+    return found
+
+
+def needs_static_batch(error: str) -> bool:
+    """True if a converter error is the dynamic-batch failure that batch 1 fixes."""
+    return "TensorListReserve" in error or "element_shape to be static" in error
+
+
+def _fixed_batch_signature(model: Any, batch_size: int) -> Any:
+    """Keras 3: the export input signature with the batch axis set to ``batch_size``."""
+    import tensorflow as tf
+
+    from keras_opt.backend import keras
+
+    try:
+        from keras.src.export.export_utils import get_input_signature
+
+        signature = get_input_signature(model)
+    except ImportError:  # pragma: no cover - older Keras 3
+        signature = [list(model.inputs)]
+
+    def fix(spec: Any) -> Any:
+        shape = tuple(spec.shape)
+        dtype = getattr(spec, "dtype", None) or "float32"
+        name = getattr(spec, "name", None)
+        return tf.TensorSpec((batch_size, *shape[1:]), tf.as_dtype(dtype), name=name)
+
+    return keras.tree.map_structure(fix, signature)
+
+
+def save_source(model: Any, directory: str, batch_size: int | None = None) -> None:
+    """Save ``model`` as a SavedModel that the converter (and a worker) can read.
+
+    Args:
+        model: A Keras model of the flavor in use.
+        directory: String. The SavedModel folder to write.
+        batch_size: Integer or None. Fix the batch axis of every input (None keeps
+            it dynamic). A fixed batch lets recurrent layers convert and removes the
+            SHAPE/STRIDED_SLICE/PACK ops that compute a dynamic batch at run time.
+    """
     from keras_opt.backend import is_tf_keras
 
     if is_tf_keras():
         import tensorflow as tf
 
-        tf.saved_model.save(model, directory)
-    else:
+        if batch_size is None:
+            tf.saved_model.save(model, directory)
+            return
+        names = [str(t.name).split(":")[0] for t in model.inputs]
+        specs = [
+            tf.TensorSpec((batch_size, *tuple(t.shape)[1:]), t.dtype, name=name)
+            for t, name in zip(model.inputs, names, strict=True)
+        ]
+        output_names = list(getattr(model, "output_names", []) or [])
+
+        @tf.function(input_signature=specs)
+        def serve(*args: Any) -> Any:
+            out = model(list(args) if len(args) > 1 else args[0], training=False)
+            outs = list(out) if isinstance(out, (list, tuple)) else [out]
+            if len(set(output_names)) == len(outs):
+                return dict(zip(output_names, outs, strict=True))
+            return outs
+
+        tf.saved_model.save(model, directory, signatures=serve.get_concrete_function())
+    elif batch_size is None:
         model.export(directory, format="tf_saved_model", verbose=False)
+    else:
+        model.export(
+            directory,
+            format="tf_saved_model",
+            verbose=False,
+            input_signature=_fixed_batch_signature(model, batch_size),
+        )
 
 
 def signature_input_names(saved_model_dir: str) -> list[str]:
@@ -78,6 +186,13 @@ def _explain(error: str) -> str:
     lines = [ln.strip() for ln in error.strip().splitlines()]
     useful = [ln for ln in lines if ln and "loc(" not in ln and not ln.startswith("<unknown>")]
     detail = " ".join(useful or lines).split(' "func.func"')[0][:600]
+    if needs_static_batch(error):
+        return (
+            "The TFLite converter needs a static batch size for this model's recurrent "
+            "layers (tf.TensorListReserve requires element_shape to be static). Export with "
+            "batch_size=1 or batch_size='auto' (CLI: --batch-size 1), which is what a phone "
+            f"runs. Converter error: {detail}"
+        )
     if ops:
         names = ", ".join(dict.fromkeys(ops))
         return (
@@ -95,6 +210,7 @@ def convert_variant(
     settings: dict,
     calibration: Sequence[np.ndarray] | None,
     input_names: Sequence[str] | None = None,
+    batch_size: int | None = None,
 ) -> bytes:
     """Convert one variant and return the ``.tflite`` bytes.
 
@@ -104,6 +220,8 @@ def convert_variant(
         settings: Dict from `Variant.converter_settings`.
         calibration: List of arrays (one per input, batch first) or None.
         input_names: Signature input names matching ``calibration``'s order.
+        batch_size: Integer or None. The SavedModel's fixed batch size (calibration
+            batches then have exactly that many samples).
 
     Returns:
         Bytes of the flatbuffer.
@@ -120,7 +238,7 @@ def convert_variant(
             raise ValueError(f"Variant {variant_name!r} needs representative data.")
         sig = signature_input_names(saved_model_dir)
         names = list(input_names) if input_names and set(sig) == set(input_names) else sig
-        gen = as_generator(calibration, names)
+        gen = as_generator(calibration, names, batch_size=batch_size or 1)
     variant.configure(converter, settings, gen)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_INTERPRETER_WARNING)
@@ -182,6 +300,7 @@ def _run_job(job: dict) -> dict:
                 job["settings"],
                 calibration,
                 job.get("input_names"),
+                job.get("batch_size"),
             )
         if data is None:
             raise RuntimeError("the QuantizationDebugger returned no model")
@@ -197,40 +316,58 @@ def _run_job(job: dict) -> dict:
     }
 
 
+def _exit_text(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"crashed (signal {signal.Signals(-returncode).name})"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with status {returncode}"
+
+
 def _run_subprocess(jobs: list[dict], workdir: str, log_path: str | None, tag: str) -> list[dict]:
-    job_file = os.path.join(workdir, f"jobs-{tag}.json")
-    result_file = os.path.join(workdir, f"results-{tag}.json")
-    with open(job_file, "w") as f:
-        json.dump({"jobs": jobs, "results": result_file}, f)
-    env = dict(os.environ)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    log = open(log_path or os.devnull, "ab")  # noqa: SIM115
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "keras_opt.tflite.convert", job_file],
-            stdout=log,
-            stderr=log,
-            env=env,
-            check=False,
-        )
-    finally:
-        log.close()
+    """Run ``jobs`` in worker processes; a crash costs only the job it happened in.
+
+    When the worker dies (the converter segfaults on some graphs), the job it was
+    converting gets an error naming the signal, and the jobs after it run in a
+    fresh worker.
+    """
     done: dict[str, dict] = {}
-    if os.path.exists(result_file):
-        with open(result_file) as f:
-            done = {r["variant"]: r for r in json.load(f)}
+    pending = list(jobs)
     where = f"; details in {log_path}" if log_path else ""
-    return [
-        done.get(
-            job["variant"],
-            {
-                "variant": job["variant"],
-                "error": f"The converter process exited with status {proc.returncode} before "
-                f"finishing this variant{where}.",
-            },
-        )
-        for job in jobs
-    ]
+    while pending:
+        unique = f"{tag}-{next(_RUN_IDS)}"  # never read another run's results
+        job_file = os.path.join(workdir, f"jobs-{unique}.json")
+        result_file = os.path.join(workdir, f"results-{unique}.json")
+        with open(job_file, "w") as f:
+            json.dump({"jobs": pending, "results": result_file}, f)
+        env = dict(os.environ)
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        log = open(log_path or os.devnull, "ab")  # noqa: SIM115
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "keras_opt.tflite.convert", job_file],
+                stdout=log,
+                stderr=log,
+                env=env,
+                check=False,
+            )
+        finally:
+            log.close()
+        if os.path.exists(result_file):
+            with open(result_file) as f:
+                done.update({r["variant"]: r for r in json.load(f)})
+        left = [j for j in pending if j["variant"] not in done]
+        if left:  # the worker died while converting left[0]
+            done[left[0]["variant"]] = {
+                "variant": left[0]["variant"],
+                "error": f"The converter process {_exit_text(proc.returncode)} while "
+                f"converting this variant{where}.",
+                "crashed": True,
+            }
+            left = left[1:]
+        pending = left
+    return [done[job["variant"]] for job in jobs]
 
 
 def run_jobs(
@@ -251,7 +388,12 @@ def run_jobs(
     results: list[dict] = []
     if isolation == "none":
         for job in jobs:
-            results.append(_run_job(job))
+            # Jobs marked "isolate" (the converter is known to crash on them) still get
+            # a worker process, so a segfault cannot take the caller's process down.
+            if job.get("isolate"):
+                results.extend(_run_subprocess([job], workdir, log_path, "isolated"))
+            else:
+                results.append(_run_job(job))
             if on_done:
                 on_done(results[-1])
     elif isolation == "export":

@@ -245,11 +245,32 @@ def load_npz(path: str | os.PathLike, specs: Sequence[InputSpec]) -> tuple[Any, 
     return x, arrays.get("y")
 
 
-def as_generator(inputs: Sequence[np.ndarray], names: Sequence[str]) -> Callable[[], Iterator]:
-    """Return a representative-dataset callable yielding one-sample dicts."""
+def as_generator(
+    inputs: Sequence[np.ndarray], names: Sequence[str], batch_size: int = 1
+) -> Callable[[], Iterator]:
+    """Return a representative-dataset callable yielding dicts of ``batch_size`` samples.
+
+    With ``batch_size`` > 1 (a model exported with a fixed batch) the samples are
+    cycled so that every batch is full.
+
+    Args:
+        inputs: List of arrays, one per input, batch first.
+        names: Signature input names, in the order of ``inputs``.
+        batch_size: Integer >= 1. Samples per yielded batch.
+
+    Returns:
+        A callable returning an iterator of ``{name: array}`` dicts.
+
+    Example:
+        >>> gen = as_generator([np.arange(6.0).reshape(3, 2)], ["x"], batch_size=2)
+        >>> [b["x"].shape for b in gen()]
+        [(2, 2), (2, 2)]
+    """
+    n = int(inputs[0].shape[0])
 
     def gen() -> Iterator[dict[str, np.ndarray]]:
-        for i in range(inputs[0].shape[0]):
-            yield {n: a[i : i + 1] for n, a in zip(names, inputs, strict=False)}
+        for start in range(0, n, batch_size):
+            idx = np.arange(start, start + batch_size) % n
+            yield {name: a[idx] for name, a in zip(names, inputs, strict=False)}
 
     return gen

@@ -7,8 +7,10 @@ and quantization details.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
+import hashlib
 import logging
 import os
 import platform
@@ -26,6 +28,7 @@ from keras_opt.tflite.benchmark import check_counts
 from keras_opt.tflite.data import collect_inputs, input_specs
 from keras_opt.tflite.measure import measure_artifact
 from keras_opt.tflite.parity import accuracy
+from keras_opt.tflite.recommend import DEFAULT_ACCURACY_BUDGET, check_budget, recommend
 from keras_opt.tflite.result import ExportResult
 from keras_opt.tflite.variants import resolve_variants
 
@@ -70,6 +73,25 @@ def _check_out_dir(out_dir: str) -> str:
     return out_dir
 
 
+def _resolve_batch(batch_size: int | str | None, recurrent: list[str]) -> tuple[int | None, str]:
+    """The batch size the conversions start with, and why (for the manifest)."""
+    if batch_size is None:
+        return None, "dynamic batch (batch_size=None): any batch size at run time."
+    if batch_size != "auto":
+        return int(batch_size), f"fixed to {int(batch_size)} (batch_size={int(batch_size)})."
+    if recurrent:
+        names = ", ".join(recurrent[:3]) + (", ..." if len(recurrent) > 3 else "")
+        return 1, (
+            f"auto: fixed to 1 because the model has recurrent layers ({names}), whose "
+            "while loop over time steps only converts with a static batch; batch 1 is what "
+            "a phone runs."
+        )
+    return None, (
+        "auto: dynamic batch (no recurrent layers); a variant whose dynamic-batch conversion "
+        "fails on a static-shape error is converted again with batch size 1."
+    )
+
+
 def export(
     model: Any,
     out_dir: str | os.PathLike | None = None,
@@ -81,6 +103,8 @@ def export(
     threads: int = 1,
     runs: int = 50,
     warmup: int = 5,
+    batch_size: int | str | None = "auto",
+    accuracy_budget: float = DEFAULT_ACCURACY_BUDGET,
     calibration_samples: int = 200,
     select_tf_ops: bool = False,
     int8_io_dtype: str = "int8",
@@ -116,7 +140,21 @@ def export(
         metric: ``"accuracy"`` or a callable ``metric(y_true, y_pred) -> float``.
         threads: Integer >= 1. Interpreter threads for latency and parity.
         runs: Integer >= 1. Timed runs per variant.
-        warmup: Integer >= 0. Warmup runs per variant.
+        warmup: Integer >= 0. Warmup runs per variant (the latency protocol is
+            ``litert-benchmark``'s; see `keras_opt.tflite.benchmark`).
+        batch_size: ``"auto"`` (default), None or an integer >= 1. The batch axis
+            of every input in the ``.tflite`` files: None keeps it dynamic, an
+            integer fixes it (1 is what a phone runs; a fixed batch also drops the
+            SHAPE/STRIDED_SLICE/PACK ops that compute a dynamic batch). ``"auto"``
+            fixes it to 1 for models with recurrent layers (LSTM, GRU, SimpleRNN,
+            Bidirectional, ConvLSTM: they only convert with a static batch), keeps
+            it dynamic otherwise, and converts a variant again with batch 1 if its
+            dynamic-batch conversion fails on the static-shape error. Each
+            variant's ``batch_size`` and input shapes are in the manifest.
+        accuracy_budget: Float >= 0. The recommendation (``manifest
+            ["recommendation"]``, first in the report) names the smallest and the
+            fastest variant whose metric is at most this far below the Keras
+            model's (0.01: one point of accuracy).
         calibration_samples: Integer >= 1. Samples taken from
             ``representative_data``.
         select_tf_ops: Boolean. Allow TensorFlow ops (Flex delegate needed).
@@ -166,7 +204,15 @@ def export(
         isinstance(denylist, str) or not all(isinstance(d, str) for d in denylist)
     ):
         V.fail("denylist", "a list of node names or op types", denylist, exc=TypeError)
+    if not (batch_size is None or (isinstance(batch_size, str) and batch_size == "auto")):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+            V.fail("batch_size", "'auto', None or an integer >= 1", batch_size, exc=TypeError)
+        V.integer("batch_size", batch_size, minimum=1)
+        batch_size = int(batch_size)
+    accuracy_budget = check_budget(accuracy_budget)
     qat = _convert.is_qat_model(model)
+    recurrent = _convert.recurrent_layers(model)
+    batch, batch_reason = _resolve_batch(batch_size, recurrent)
     specs = input_specs(model)
     needy = [v.name for v in chosen if v.needs_representative_data]
     calibration = None
@@ -210,11 +256,25 @@ def export(
             keras_metrics[mname] = float(fn(y, keras_outputs[0]))  # type: ignore[operator]
     metric_name = "accuracy" if metric == "accuracy" else getattr(metric, "__name__", "metric")
     sample = calibration if calibration is not None else eval_inputs
+    input_data = (
+        "first sample of representative_data"
+        if calibration is not None
+        else "first sample of eval_data"
+        if eval_inputs is not None
+        else "random uniform(-1, 1), seed 0 (as litert-benchmark)"
+    )
 
     entries: dict[str, dict[str, Any]] = {}
+    by_hash: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="keras_opt_tflite_") as work:
-        saved = os.path.join(work, "saved_model")
-        _convert.save_source(model, saved)
+        saved: dict[int | None, str] = {}
+
+        def source(batch: int | None) -> str:
+            if batch not in saved:
+                saved[batch] = os.path.join(work, f"saved_model_b{batch or 'dyn'}")
+                _convert.save_source(model, saved[batch], batch_size=batch)
+            return saved[batch]
+
         calib_file = None
         if calibration is not None:
             calib_file = os.path.join(work, "calibration.npz")
@@ -225,26 +285,41 @@ def export(
                 select_tf_ops=select_tf_ops, io_dtype=int8_io_dtype, qat=qat
             )
             job: dict[str, Any] = {
-                "saved_model": saved,
+                "saved_model": source(batch),
+                "batch_size": batch,
                 "variant": v.name,
                 "settings": settings,
                 "calibration": calib_file if settings["calibrated"] else None,
                 "input_names": [s.name for s in specs],
                 "path": os.path.join(out, f"{v.name}.tflite"),
             }
+            if recurrent and settings["calibrated"]:
+                job["isolate"] = True  # TF 2.21's calibrator segfaults on while loops
             if v.name == "int8" and calibration is not None:
                 job["quant_debug"] = bool(quant_debug)
                 job["denylist"] = list(denylist) if denylist else None
                 job["calibration"] = calib_file
                 settings["denylist"] = job["denylist"]
             jobs.append(job)
+
+        def retry_with_batch_1(job: dict[str, Any], res: dict[str, Any]) -> bool:
+            return (
+                batch_size == "auto"
+                and job["batch_size"] is None
+                and bool(res.get("error"))
+                and _convert.needs_static_batch(str(res["error"]))
+            )
+
+        def fixed(job: dict[str, Any]) -> dict[str, Any]:
+            return {**job, "saved_model": source(1), "batch_size": 1}
+
         bar = None
         if verbose:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(jobs), desc="tflite export", unit="variant")
         try:
-            pre = {}
+            pre: dict[str, dict[str, Any]] = {}
             if isolation == "export":
                 pre = {
                     r["variant"]: r
@@ -252,34 +327,84 @@ def export(
                         jobs, isolation="export", workdir=work, log_path=log_path
                     )
                 }
+                again = [j for j in jobs if retry_with_batch_1(j, pre[j["variant"]])]
+                if again:
+                    for r in _convert.run_jobs(
+                        [fixed(j) for j in again],
+                        isolation="export",
+                        workdir=work,
+                        log_path=log_path,
+                    ):
+                        pre[r["variant"]] = {**r, "retried": pre[r["variant"]]["error"]}
             for job in jobs:
                 vname = job["variant"]
                 if bar is not None:
                     bar.set_postfix_str(vname)
-                res = (
-                    pre.get(vname)
-                    or _convert.run_jobs(
+                res = pre.get(vname)
+                if res is None:
+                    res = _convert.run_jobs(
                         [job], isolation=isolation, workdir=work, log_path=log_path
                     )[0]
-                )
-                entry: dict[str, Any] = {"name": vname, "file": None, "error": res["error"]}
-                if res["error"] is None and os.path.exists(job["path"]):
-                    entry.update(
-                        measure_artifact(
-                            vname,
-                            job["path"],
-                            specs,
-                            output_names,
-                            eval_inputs,
-                            y,
-                            keras_outputs,
-                            metric,
-                            threads,
-                            runs,
-                            warmup,
-                            sample,
-                        )
+                    if retry_with_batch_1(job, res):
+                        first_error = res["error"]
+                        res = _convert.run_jobs(
+                            [fixed(job)], isolation=isolation, workdir=work, log_path=log_path
+                        )[0]
+                        res["retried"] = first_error
+                if res.get("crashed") and recurrent and job["settings"]["calibrated"]:
+                    res["error"] = (
+                        "The converter crashed in full-integer calibration: TensorFlow's "
+                        "calibrator segfaults on the while loop of recurrent layers "
+                        f"({', '.join(recurrent[:3])}) (seen with TF 2.21 for Keras 3 "
+                        "LSTM/GRU/SimpleRNN and tf_keras GRU/SimpleRNN; a tf_keras LSTM "
+                        "converts to a fused op and quantizes). Ship dynamic_int8 (int8 "
+                        f"weights) or float16 instead. Converter: {res['error']}"
                     )
+                used_batch = 1 if res.get("retried") else job["batch_size"]
+                entry: dict[str, Any] = {
+                    "name": vname,
+                    "file": None,
+                    "error": res["error"],
+                    "batch_size": used_batch,
+                    "same_file_as": None,
+                }
+                if res.get("retried"):
+                    entry["batch_note"] = (
+                        "the dynamic-batch conversion failed (tf.TensorListReserve needs a "
+                        "static shape), so this variant was converted with batch size 1."
+                    )
+                if res["error"] is None and os.path.exists(job["path"]):
+                    with open(job["path"], "rb") as f:
+                        digest = hashlib.sha256(f.read()).hexdigest()
+                    twin = by_hash.get(digest)
+                    if twin is not None:  # same bytes as an earlier variant: same numbers
+                        entry.update(
+                            {
+                                k: copy.deepcopy(val)
+                                for k, val in entries[twin].items()
+                                if k not in _OWN_FIELDS
+                            }
+                        )
+                        entry["file"] = os.path.basename(job["path"])
+                        entry["same_file_as"] = twin
+                    else:
+                        by_hash[digest] = vname
+                        entry.update(
+                            measure_artifact(
+                                vname,
+                                job["path"],
+                                specs,
+                                output_names,
+                                eval_inputs,
+                                y,
+                                keras_outputs,
+                                metric,
+                                threads,
+                                runs,
+                                warmup,
+                                sample,
+                            )
+                        )
                     if res.get("quant_debug"):
                         entry["quant_debug"] = res["quant_debug"]
                 else:
@@ -319,16 +444,28 @@ def export(
             "select_tf_ops": select_tf_ops,
             "int8_io_dtype": int8_io_dtype,
         },
+        "batch_size": {
+            "requested": batch_size,
+            "default": batch,
+            "recurrent_layers": recurrent,
+            "reason": batch_reason,
+        },
         "benchmark": {
             "runtime": "ai_edge_litert.interpreter",
             "threads": threads,
             "runs": runs,
             "warmup": warmup,
+            "input_data": input_data,
+            "protocol": "litert-benchmark's: warmup untimed runs (the first reported as "
+            "first_ms), then runs timed invoke() calls; p50 is the median",
         },
         "versions": _versions(),
         "variants": list(entries.values()),
+        "accuracy_budget": accuracy_budget,
+        "recommendation": None,
         "plot": None,
     }
+    manifest["recommendation"] = recommend(manifest, accuracy_budget)
     plot = _report.write_plot(out, manifest)
     manifest["plot"] = os.path.basename(plot) if plot else None
     report_path = _report.write_report(out, manifest)
@@ -336,10 +473,18 @@ def export(
     return ExportResult(out, manifest, manifest_path, report_path, plot)
 
 
+#: Fields of a variant's entry that are its own even when its file is another's twin.
+_OWN_FIELDS = frozenset(
+    {"name", "file", "error", "batch_size", "batch_note", "same_file_as", "converter"}
+)
+
 _FIELD_ORDER = (
     "name",
     "file",
     "error",
+    "same_file_as",
+    "batch_size",
+    "input_shapes",
     "size_bytes",
     "gzip_bytes",
     "sha256",
@@ -360,6 +505,6 @@ _FIELD_ORDER = (
 
 def _ordered(entry: dict[str, Any]) -> dict[str, Any]:
     """Put every required manifest field in place (None when not measured)."""
-    out = {k: entry.get(k) for k in _FIELD_ORDER[:12]}
+    out = {k: entry.get(k) for k in _FIELD_ORDER[:15]}
     out.update({k: v for k, v in entry.items() if k not in out})
     return out

@@ -4,17 +4,20 @@ Reads the flatbuffer with the schema that ships with ai-edge-litert.
 
 Example:
     >>> from keras_opt.tflite.inspection import inspect_tflite
-    >>> info = inspect_tflite(open("model.tflite", "rb").read())  # doctest: +SKIP
+    >>> info = inspect_tflite("model.tflite")  # doctest: +SKIP
     >>> info["builtin_only"], info["dequantize_count"]  # doctest: +SKIP
     (True, 0)
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from typing import Any
 
 import numpy as np
+
+from keras_opt.tflite._runtime import read_tflite
 
 __all__ = ["inspect_tflite", "io_details"]
 
@@ -23,25 +26,60 @@ def _names(cls: Any) -> dict[int, str]:
     return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int)}
 
 
-def inspect_tflite(content: bytes) -> dict[str, Any]:
+def inspect_tflite(model: bytes | str | os.PathLike) -> dict[str, Any]:
     """Summarize the ops and tensors of a TFLite flatbuffer.
 
     Args:
-        content: Bytes of the ``.tflite`` file.
+        model: Path of a ``.tflite`` file, or its bytes.
 
     Returns:
         Dict with ``used`` (op name -> count, Flex and custom ops by their
         custom code), ``builtin_only``, ``needs_flex_delegate``,
         ``custom_ops``, ``tensor_types`` (type -> count), ``int8_tensors``,
-        ``dequantize_count``, ``quantize_count`` and ``weight_bytes`` (bytes
-        of constant buffers).
+        ``dequantize_count``, ``quantize_count``, ``weight_bytes`` (bytes
+        of constant buffers) and ``input_shapes`` (``name`` and ``shape`` of
+        each input of the main graph, -1 for a dynamic axis).
+
+    Raises:
+        ValueError: for a missing, truncated or corrupt file, or bytes that are
+            not a TFLite flatbuffer (the message names the file and the fix).
+        TypeError: if ``model`` is neither a path nor bytes.
 
     Example:
         >>> from keras_opt.tflite import inspect_tflite  # doctest: +SKIP
-        >>> info = inspect_tflite(open("int8.tflite", "rb").read())  # doctest: +SKIP
+        >>> info = inspect_tflite("int8.tflite")  # doctest: +SKIP
         >>> info["builtin_only"], info["dequantize_count"]  # doctest: +SKIP
         (True, 0)
     """
+    if isinstance(model, (str, os.PathLike)):
+        where = repr(os.fspath(model))
+        content = read_tflite(model, argument="model")
+    elif isinstance(model, (bytes, bytearray, memoryview)):
+        where = "the given bytes"
+        content = bytes(model)
+        if len(content) < 8 or content[4:8] != b"TFL3":
+            raise ValueError(
+                f"Argument `model` must be a TFLite (LiteRT) flatbuffer, but {where} are not "
+                f"one (file identifier {content[4:8]!r}, expected b'TFL3'; {len(content)} "
+                "bytes). Pass the bytes of a .tflite file exported with "
+                "`keras_opt.tflite.export` or `keras-opt convert`."
+            )
+    else:
+        raise TypeError(
+            "Argument `model` must be the path of a .tflite file or its bytes. Received: "
+            f"model={type(model).__name__}"
+        )
+    try:
+        return _inspect(content)
+    except Exception as err:  # flatbuffers raises IndexError, struct.error, ...
+        raise ValueError(
+            f"{where} cannot be read as a TFLite flatbuffer: it is truncated or corrupt "
+            f"({type(err).__name__}: {err}). Export the model again (keras_opt.tflite.export "
+            "or keras-opt convert) or copy the file again."
+        ) from None
+
+
+def _inspect(content: bytes) -> dict[str, Any]:
     from ai_edge_litert import schema_py_generated as schema
 
     op_names = _names(schema.BuiltinOperator)
@@ -68,8 +106,19 @@ def inspect_tflite(content: bytes) -> dict[str, Any]:
             tname = type_names.get(tensor.Type(), str(tensor.Type()))
             types[tname] += 1
             if tname == "INT8":
-                name = tensor.Name()
-                int8_names.append(name.decode() if isinstance(name, bytes) else str(name))
+                int8_names.append(_text(tensor.Name()))
+    input_shapes = []
+    if model.SubgraphsLength():
+        main = model.Subgraphs(0)
+        for i in range(main.InputsLength()):
+            tensor = main.Tensors(main.Inputs(i))
+            shape = (
+                tensor.ShapeSignatureAsNumpy()
+                if tensor.ShapeSignatureLength()
+                else tensor.ShapeAsNumpy()
+            )
+            dims = [int(d) for d in shape] if not isinstance(shape, int) else []
+            input_shapes.append({"name": _text(tensor.Name()), "shape": dims})
     builtin = set(op_names.values())
     custom_ops = sorted(op for op in used if op not in builtin)
     weight_bytes = 0
@@ -87,7 +136,12 @@ def inspect_tflite(content: bytes) -> dict[str, Any]:
         "dequantize_count": used.get("DEQUANTIZE", 0),
         "quantize_count": used.get("QUANTIZE", 0),
         "weight_bytes": weight_bytes,
+        "input_shapes": input_shapes,
     }
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _detail(d: dict) -> dict[str, Any]:

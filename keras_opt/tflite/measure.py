@@ -60,7 +60,8 @@ def measure_artifact(
 
     Returns:
         Dict with ``file``, ``size_bytes``, ``gzip_bytes``, ``sha256``,
-        ``ops``, ``inputs``, ``outputs``, ``latency_ms``, ``latency``,
+        ``ops``, ``input_shapes`` (read from the file, -1 for a dynamic axis),
+        ``inputs``, ``outputs``, ``latency_ms``, ``latency``,
         ``threads``, ``delegate``, ``parity`` and ``metrics`` (or
         ``runtime_error`` when LiteRT cannot run the file).
     """
@@ -73,6 +74,7 @@ def measure_artifact(
         "ops": inspect_tflite(content),
     }
     entry["ops"].pop("int8_tensor_names", None)
+    entry["input_shapes"] = entry["ops"].pop("input_shapes", [])
     try:
         interp, _, _ = open_interpreter(content, threads)
         entry.update(io_details(interp))

@@ -74,7 +74,8 @@ def run_tflite(
         input_names: The Keras input names, matched to the signature's inputs.
         output_names: The Keras output names (to order the outputs), optional.
         threads: Integer. Interpreter threads.
-        batch_size: Integer. Samples per invoke.
+        batch_size: Integer. Samples per invoke for a dynamic-batch model (a model
+            with a fixed batch, e.g. 1, is run in batches of exactly that size).
 
     Returns:
         List of float32 arrays, one per output, in the Keras model's order.
@@ -93,11 +94,17 @@ def run_tflite(
     order = _ordered_outputs(list(out_det), output_names)
     chunks: list[list[np.ndarray]] = [[] for _ in order]
     n = inputs[0].shape[0]
-    for start in range(0, n, batch_size):
+    first = next(iter(in_det.values()))
+    fixed = int(first.get("shape_signature", first["shape"])[0]) if len(first["shape"]) else -1
+    step = fixed if fixed > 0 else batch_size  # a fixed-batch model takes exactly that many
+    for start in range(0, n, step):
         feed = {}
+        take = min(step, n - start)
         for name, arr in zip(input_names, inputs, strict=False):
             det = in_det[mapping[name]]
-            x = arr[start : start + batch_size]
+            x = arr[start : start + step]
+            if fixed > 0 and take < step:  # pad the last batch; its extra rows are dropped
+                x = np.concatenate([x, np.repeat(x[-1:], step - take, axis=0)])
             dtype = np.dtype(det["dtype"])
             scale, zero = det["quantization"]
             if dtype.kind in "iu" and x.dtype.kind == "f" and scale:
@@ -110,7 +117,7 @@ def run_tflite(
             scale, zero = out_det[name]["quantization"]
             if np.dtype(out_det[name]["dtype"]).kind in "iu" and scale:
                 y = (y.astype(np.float32) - zero) * scale
-            chunks[i].append(np.asarray(y, dtype=np.float32))
+            chunks[i].append(np.asarray(y, dtype=np.float32)[:take])
     return [np.concatenate(c) for c in chunks]
 
 

@@ -62,14 +62,40 @@ class ExportResult:
         """
         return _report.table_rows(self.manifest)
 
+    @property
+    def recommendation(self) -> dict[str, Any]:
+        """What to ship: the smallest and the fastest variant within the accuracy budget.
+
+        See `keras_opt.tflite.recommend.recommend`; computed at export time with
+        its ``accuracy_budget`` (older manifests: recomputed with the default).
+        """
+        from keras_opt.tflite.recommend import recommend
+
+        return self.manifest.get("recommendation") or recommend(self.manifest)
+
+    def format_recommendation(self) -> str:
+        """The recommendation as text: summary, smallest, fastest, why not the others."""
+        from keras_opt.tflite.recommend import recommendation_lines
+
+        return "\n".join(recommendation_lines(self.recommendation))
+
     def format_table(self) -> str:
-        """The table as aligned text, for terminals and logs."""
+        """The table as aligned text, for terminals and logs.
+
+        A variant whose file is byte-identical to an earlier one is shown as
+        ``same file as <name>`` instead of repeating its numbers.
+        """
         metric = self.manifest.get("metric_name", "metric")
-        head = ["variant", "size", "gzip", "p50 ms", "mean ms", metric, "max|diff|", "top1"]
+        head = ["variant", "batch", "size", "gzip", "p50 ms", "mean ms", metric, "max|diff|",
+                "top1"]  # fmt: skip
         lines = [head]
         for r in self.table():
+            batch = "dynamic" if r["batch_size"] is None else str(r["batch_size"])
             if r["error"]:
-                lines.append([r["name"], "FAILED", "", "", "", "", "", ""])
+                lines.append([r["name"], "", "FAILED", "", "", "", "", "", ""])
+                continue
+            if r["same_file_as"]:
+                lines.append([r["name"], batch, f"same file as {r['same_file_as']}"] + [""] * 6)
                 continue
 
             def f(v: Any, spec: str) -> str:
@@ -78,6 +104,7 @@ class ExportResult:
             lines.append(
                 [
                     r["name"],
+                    batch,
                     str(r["size_bytes"]),
                     str(r["gzip_bytes"]),
                     f(r["latency_p50_ms"], ".4f"),
@@ -87,14 +114,23 @@ class ExportResult:
                     f(r["top1_agreement"], ".4f"),
                 ]
             )
-        widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
-        return "\n".join(
-            "  ".join(
-                c.ljust(w) if i == 0 else c.rjust(w)
-                for i, (c, w) in enumerate(zip(row, widths, strict=False))
+        spans = {i for i, row in enumerate(lines) if row[2].startswith("same file as")}
+        widths = [
+            max(len(row[i]) for j, row in enumerate(lines) if not (i == 2 and j in spans))
+            for i in range(len(head))
+        ]
+        out = []
+        for j, row in enumerate(lines):
+            if j in spans:
+                out.append(f"{row[0].ljust(widths[0])}  {row[1].rjust(widths[1])}  {row[2]}")
+                continue
+            out.append(
+                "  ".join(
+                    c.ljust(w) if i == 0 else c.rjust(w)
+                    for i, (c, w) in enumerate(zip(row, widths, strict=False))
+                ).rstrip()
             )
-            for row in lines
-        )
+        return "\n".join(out)
 
     def __str__(self) -> str:
         return f"ExportResult({self.out_dir!r})\n{self.format_table()}"

@@ -37,6 +37,10 @@ def test_convert_end_to_end(saved, capfd):
     captured = capfd.readouterr()
     assert status == 0, captured.err
     terminal = captured.out + captured.err
+    # The closing output opens with what to ship, then the table.
+    verdict = next(ln for ln in captured.out.splitlines() if "1.0 point of the Keras model" in ln)
+    assert verdict.startswith(("Ship int8", "No variant"))
+    assert captured.out.index(verdict) < captured.out.index("variant  ")
     assert "int8" in captured.out
     assert "accuracy" in captured.out
     assert "manifest:" in captured.out
@@ -130,3 +134,64 @@ def test_convert_accepts_a_savedmodel_folder(trained_cnn, digits, tmp_path, capf
     assert entry["parity"]["max_abs_diff"] < 1e-4
     keras_acc = float(np.mean(trained_cnn.predict(x_test, verbose=0).argmax(-1) == y_test))
     assert entry["metrics"]["accuracy"] == pytest.approx(keras_acc)
+
+
+def _leftovers(path):
+    return sorted(p.name for p in path.iterdir()) if path.exists() else None
+
+
+def test_convert_refuses_a_corrupt_keras_file_and_leaves_nothing(saved, tmp_path, capfd):
+    _, model = saved
+    data = model.read_bytes()
+    cases = {
+        "truncated.keras": data[: len(data) // 2],
+        "text.keras": b"this is not a model",
+    }
+    for name, content in cases.items():
+        bad = tmp_path / name
+        bad.write_bytes(content)
+        out = tmp_path / f"out_{name}"
+        assert main(["convert", str(bad), "--out", str(out)]) == 2
+        err = capfd.readouterr().err
+        assert f"MODEL '{bad}' is not a readable Keras model file" in err
+        assert "File not found" not in err  # Keras' misleading message
+        assert "save the model again with model.save('model.keras')" in err
+        assert _leftovers(out) is None  # nothing created
+
+
+def test_convert_failing_early_leaves_no_log_behind(saved, tmp_path, capfd):
+    _, model = saved
+    out = tmp_path / "a" / "b"
+    assert main(["convert", str(model), "--variants", "int8", "--out", str(out)]) == 2
+    assert "`--calibration` is required" in capfd.readouterr().err
+    assert not (tmp_path / "a").exists()  # the folders this run created are gone too
+
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "keep.txt").write_text("mine")
+    assert main(["convert", str(model), "--variants", "int9", "--out", str(existing)]) == 2
+    assert "unknown variant 'int9'" in capfd.readouterr().err
+    assert _leftovers(existing) == ["keep.txt"]  # no convert.log; the user's file stays
+
+    for value in ("0", "two"):
+        assert main(["convert", str(model), "--batch-size", value, "--out", str(out)]) == 2
+        assert "--batch-size must be auto, dynamic or an integer >= 1" in capfd.readouterr().err
+    assert main(["convert", str(model), "--accuracy-budget", "-1", "--out", str(out)]) == 2
+    assert "--accuracy-budget must be >= 0" in capfd.readouterr().err
+    assert not (tmp_path / "a").exists()
+
+
+def test_convert_batch_size_flag(saved, capfd):
+    root, model = saved
+    out = root / "batch1"
+    args = ["convert", str(model), "--variants", "float32", "--batch-size", "1", "--out",
+            str(out), "--runs", "2", "--warmup", "0", "--isolation", "none",
+            "--eval", str(root / "eval.npz"), "--accuracy-budget", "0.02"]  # fmt: skip
+    assert main(args) == 0, capfd.readouterr().err
+    manifest = json.loads((out / "manifest.json").read_text())
+    entry = manifest["variants"][0]
+    assert entry["batch_size"] == 1
+    assert entry["input_shapes"][0]["shape"] == [1, 8, 8, 1]
+    assert entry["latency"]["warmup"] == 0
+    assert manifest["accuracy_budget"] == 0.02
+    assert manifest["recommendation"]["smallest"]["name"] == "float32"

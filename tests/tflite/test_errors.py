@@ -217,3 +217,28 @@ def test_user_metric_and_parity_without_labels(tiny_dense, tiny_data, tmp_path):
     )
     assert no_labels["float32"]["metrics"] == {}
     assert no_labels["float32"]["parity"]["max_abs_diff"] < 1e-5
+
+
+def test_inspect_tflite_names_a_corrupt_file_and_the_fix(exported, tmp_path):
+    from keras_opt.tflite import inspect_tflite
+
+    with open(exported.path("int8"), "rb") as f:
+        good = f.read()
+    assert inspect_tflite(exported.path("int8"))["used"] == inspect_tflite(good)["used"]
+    truncated = tmp_path / "truncated.tflite"
+    truncated.write_bytes(good[: len(good) // 3])
+    with pytest.raises(ValueError, match=r"truncated.tflite' cannot be read as a TFLite") as err:
+        inspect_tflite(truncated)
+    assert "truncated or corrupt" in str(err.value)
+    assert "Export the model again" in str(err.value)
+    text = tmp_path / "text.tflite"
+    text.write_bytes(b"definitely not a flatbuffer")
+    with pytest.raises(ValueError, match=r"text.tflite' is not one .*keras-opt convert"):
+        inspect_tflite(text)
+    with pytest.raises(ValueError, match="the given bytes are not one"):
+        inspect_tflite(b"short")
+    with pytest.raises(ValueError, match="no such file"):
+        inspect_tflite(tmp_path / "missing.tflite")
+    with pytest.raises(TypeError, match="path of a .tflite file or its bytes"):
+        inspect_tflite(3)
+    assert _listing(tmp_path) == ["text.tflite", "truncated.tflite"]  # nothing added

@@ -21,12 +21,23 @@ def test_qat_model_exports_int8_without_calibration(digits, tmp_path):
     result = export(
         model,
         tmp_path,
-        variants=["int8", "int8_only"],
+        variants=["int8", "float32", "dynamic_int8", "int8_only"],
         eval_data=(x_test, y_test),
         isolation="none",
         runs=3,
     )  # no representative_data: the QAT ranges are used
     assert result.failed == {}
+    # The QAT graph carries its quantization: float32 and dynamic_int8 come out as the
+    # same int8 file, and are marked so instead of being listed as other models.
+    for twin in ("float32", "dynamic_int8"):
+        assert result[twin]["same_file_as"] == "int8"
+        assert result[twin]["sha256"] == result["int8"]["sha256"]
+        assert result[twin]["size_bytes"] == result["int8"]["size_bytes"]
+        assert result[twin]["latency_ms"] == result["int8"]["latency_ms"]
+        assert f"`{twin}.tflite` is byte-identical" in (tmp_path / "report.md").read_text()
+        assert (tmp_path / f"{twin}.tflite").read_bytes() == (tmp_path / "int8.tflite").read_bytes()
+    assert result["int8_only"]["same_file_as"] is None
+    assert result.recommendation["why_not"]["dynamic_int8"].startswith("same file as int8")
     assert result["int8"]["converter"]["calibrated"] is False
     assert result["int8"]["inputs"][0]["dtype"] == "float32"
     entry = result["int8_only"]
