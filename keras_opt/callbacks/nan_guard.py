@@ -1,9 +1,8 @@
-"""`NaNGuard`: roll back a non-finite step, cut the LR and carry on."""
+"""`NaNGuard`: skip or undo a non-finite step in the graph, cut the LR and carry on."""
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import tempfile
 from typing import Any
@@ -12,75 +11,115 @@ import numpy as np
 import tensorflow as tf
 
 from keras_opt import _validation as v
+from keras_opt.backend import keras
 from keras_opt.callbacks._base import Callback
+from keras_opt.callbacks._guard_step import CAUSES, GuardedStep
 from keras_opt.callbacks._nan_diagnosis import diagnose
-from keras_opt.callbacks._optimizer_state import (
-    build_optimizer,
-    learning_rate_variable,
-    read_float,
-)
-from keras_opt.callbacks.lr_finder import restore, snapshot
+from keras_opt.callbacks._optimizer_state import base_optimizer, build_optimizer, read_float
 
 logger = logging.getLogger(__name__)
 
 
 class NaNGuard(Callback):
-    """Goes past ``TerminateOnNaN``: restore the last good state, cut the LR, continue.
+    """Goes past ``TerminateOnNaN``: a non-finite step never reaches the weights.
 
-    After every good step (finite loss and, with ``check_weights``, finite
-    weights, trainable and non-trainable such as BatchNorm statistics) the
-    guard keeps a host copy of the weights, the optimizer state (slots,
-    iteration count) and the LR (every ``backup_every`` steps; each copy costs
-    one device-to-host transfer of the model and its optimizer state; the two
-    most recent copies are kept). On a fault it puts a copy back, bit for bit,
-    multiplies the LR by ``factor`` and lets ``fit`` go on:
+    Everything runs inside the train step, on the device; a good step reads
+    nothing back to the host. For the duration of ``fit`` the guard wraps the
+    model's ``train_step`` (restored at ``on_train_end``):
 
-    * non-finite **weights** after a step: the copy from just before that step;
-    * non-finite **loss**: the copy from one backup earlier, because the loss
-      is computed *before* the step's update, with weights that the previous
-      step (whose own loss was still finite) already poisoned. That step is the
-      only work given up.
+    * **Non-finite loss or gradient:** the optimizer update is skipped, as
+      Keras' ``LossScaleOptimizer`` skips a step with inf gradients (a
+      ``tf.cond`` around the update; under ``tf.distribute`` it runs in
+      cross-replica context, so every replica agrees).
+    * **Weights poisoned by an update:** the next step's loss is non-finite
+      (an overflowing update leaves inf/NaN or huge weights), and the state
+      is rolled back from one on-device snapshot. With ``check_weights`` the
+      whole state (weights, BatchNorm statistics, optimizer slots) is also
+      tested before each snapshot refresh, so a non-finite value that the
+      loss does not show (an inf Adam slot, a NaN moving variance) is never
+      kept and counts as a fault.
 
-    Keras' running epoch metrics are reset at a rescue (they would stay NaN),
-    so that epoch's logged metrics cover the batches after the rescue. The LR
-    must be a float (variable), not a schedule object.
+    The snapshot (``tf.Variable`` copies of the weights, the optimizer state and a
+    float LR, one copy only) is refreshed when a step computes a finite loss:
+    that loss proves the state the step started from good. A fault therefore
+    restores the state from before the step that caused it: the overflowing
+    update itself, or -- for a non-finite loss -- the previous step, whose
+    update left finite but poisoned weights. Then the LR is multiplied by
+    ``factor``: a float LR variable directly; a Keras ``LearningRateSchedule``
+    in the optimizer, or the schedule that `LRScheduler` installs, is *scaled*
+    (the guard's scale multiplies it in-graph for the rest of the ``fit``; the
+    LR that `LRScheduler` logs does not include it, ``rescues`` does). Keras'
+    running metrics are reset at a fault (they would stay NaN), so that epoch's
+    logged metrics cover the batches after it. A skipped step does not advance
+    ``optimizer.iterations``.
 
-    After ``max_retries`` rescues, the next fault restores the last good state
-    and stops training, and the guard says what it found: the first layer
-    whose output (forward order) or weight gradient (nearest the loss) is
-    non-finite on the offending batch at the last good weights, or that both
-    are finite and the optimizer update itself overflowed. The offending batch
-    is saved as ``nan_batch.npz`` (keys ``x0, x1, ..., y0, ..., sw0, ...`` for
-    the flattened inputs, targets and sample weights) in ``save_dir``; the
-    findings are in ``self.report``.
+    After ``max_retries`` rescues, the next fault also restores the last good
+    state, every later update is skipped, and training stops. The guard then
+    says what it found: the first layer whose output (forward order) or
+    weight gradient (nearest the loss) is non-finite on the offending batch at
+    the last good weights, or that both are finite and the optimizer update
+    itself overflowed. The batch is saved as ``nan_batch.npz`` (keys ``x0,
+    x1, ..., y0, ..., sw0, ...`` for the flattened inputs, targets and sample
+    weights) in ``save_dir``; the findings are in ``self.report``. The batch
+    reaches the host through ``tf.py_function``, which runs only on a fault.
+    Under ``MirroredStrategy`` the replicas' shards are put back together.
 
-    **How the offending batch is captured.** Callbacks never see the data of a
-    step, so at ``on_train_begin`` the guard wraps the model's ``train_step``
-    (restored at ``on_train_end``): after the original step, a ``tf.cond``
-    checks the loss (and the weights) and, only when one is non-finite, copies
-    that batch to the host with ``tf.py_function``. Normal steps pay one
-    finiteness check and never transfer data. ``tf.py_function`` cannot run
-    inside XLA, so when the model is compiled with ``jit_compile=True`` the
-    guard still rolls back and cuts the LR but cannot save the batch (it says
-    so). Under ``MirroredStrategy`` each replica checks its own shard, and the
-    shard that went bad is saved.
+    **XLA (``jit_compile=True``, which Keras 3 picks by default on a GPU):** the
+    skip, the rollback and the LR cut work the same, but ``tf.py_function``
+    cannot run under XLA, so the guard cannot save the batch or diagnose it,
+    and it learns of faults only at the end of each epoch: ``rescues`` and
+    the log lines come then, and after ``max_retries`` training stops at the
+    end of the epoch (its remaining steps are skipped in-graph, so the
+    weights stay at the last good state). It says so in a warning.
+
+    Cost: per step, one sum per gradient (the finiteness test), a few scalar
+    ops and two conditionals; every ``backup_every`` steps, one sum and one
+    copy per variable. Memory: one copy of the weights and optimizer state on
+    the device (``benchmarks/callback_overhead.py`` measures it).
 
     Args:
         factor: Float in (0, 1). LR multiplier at each rescue.
         max_retries: Integer >= 0. Rescues before giving up.
-        check_weights: Boolean. Also treat non-finite weights as a fault
-            (checked in the train step; one extra pass over the weights).
-        backup_every: Integer >= 1. Steps between backups of the good state.
+        check_weights: Boolean. Also test the whole state (weights, BatchNorm
+            statistics, optimizer slots) before each snapshot refresh; a
+            non-finite value is a fault (cause ``"weights"``) and is rolled back.
+        backup_every: Integer >= 1. The snapshot is refreshed on every
+            ``backup_every``-th step (when that step's loss and gradients are
+            finite), so a fault goes back at most that many steps (1: exactly
+            to the state before the step that caused it). Each refresh is one
+            device-side copy of the state, one node per variable: on a small
+            model with fast steps, refreshing every step costs several percent
+            of ``fit``; every 100 steps costs nothing measurable. The snapshot
+            never leaves the device.
         save_dir: Optional path for ``nan_batch.npz``; a new temporary
             directory when None.
 
     Returns:
-        A Keras callback of the flavor in use.
+        A Keras callback of the flavor in use. After ``fit``: ``rescues`` (one
+        dict per rescue: ``epoch``, ``batch``, ``cause`` -- ``"loss"`` for a
+        non-finite loss or gradient, ``"weights"`` for an update that made the
+        state non-finite --, ``lr`` and ``new_lr``) and ``report`` (None, or a
+        dict with ``where``, ``layer``, ``batch_file`` and ``message`` once the
+        guard gave up).
+
+    Raises:
+        TypeError: at train begin, if the optimizer's LR is neither a variable
+            nor a ``LearningRateSchedule``.
 
     Example:
+        >>> from keras_opt.backend import keras
         >>> from keras_opt.callbacks import NaNGuard
-        >>> guard = NaNGuard(factor=0.1, max_retries=3)
-        >>> # model.fit(x, y, callbacks=[guard]); guard.rescues, guard.report
+        >>> import numpy as np
+        >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        >>> model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        >>> x = np.ones((8, 3), "float32"); x[4] = np.nan  # one bad sample
+        >>> guard = NaNGuard(factor=0.5)
+        >>> _ = model.fit(x, np.ones((8, 1)), batch_size=4, shuffle=False, callbacks=[guard],
+        ...               verbose=0)
+        >>> [(r["batch"], r["cause"]) for r in guard.rescues]
+        [(1, 'loss')]
+        >>> bool(np.isfinite(model.get_weights()[0]).all())
+        True
     """
 
     def __init__(
@@ -88,7 +127,7 @@ class NaNGuard(Callback):
         factor: float = 0.1,
         max_retries: int = 3,
         check_weights: bool = True,
-        backup_every: int = 1,
+        backup_every: int = 100,
         save_dir: str | os.PathLike | None = None,
     ) -> None:
         super().__init__()
@@ -106,7 +145,8 @@ class NaNGuard(Callback):
         self.save_dir = None if save_dir is None else os.fspath(save_dir)
         self.rescues: list[dict[str, Any]] = []
         self.report: dict[str, Any] | None = None
-        self._captured: tuple[list[np.ndarray], list[bool], Any] | None = None
+        self._graph: GuardedStep | None = None
+        self._reset()
 
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments.
@@ -122,153 +162,170 @@ class NaNGuard(Callback):
             "save_dir": self.save_dir,
         }
 
-    # -- capture of the offending batch -----------------------------------------
+    def _reset(self) -> None:
+        self._seen = 0  # faults already turned into events
+        self._final: dict[str, Any] | None = None  # the fault that made the guard give up
+        self._shards: list[list[np.ndarray]] = []
+        self._epoch = 0
+        self._epoch_start = 0
+        self._pending_arm = False
 
-    def _store(self, template: Any, flat: list[bool], *tensors: Any) -> Any:
-        self._fault_seen = True
-        if self._captured is None:
-            self._captured = [t.numpy() for t in tensors], flat, template
-        return np.bool_(True)
+    def __deepcopy__(self, memo: dict) -> NaNGuard:
+        # KerasTuner deep-copies callbacks per trial: copy the configuration only.
+        return type(self)(**self.get_config())
 
-    def _install_capture(self) -> None:
-        model = self.model
-        jit = getattr(model, "jit_compile", None)
+    # -- setup -----------------------------------------------------------------------
+    def _jit(self) -> bool:
+        jit = getattr(self.model, "jit_compile", None)
         if jit is None:
-            jit = getattr(model, "_jit_compile", False)
-        self._can_capture = not bool(jit)
-        if not self._can_capture:
-            logger.warning(
-                "NaNGuard: the model is XLA-compiled (jit_compile=True), so the offending batch "
-                "cannot be captured (tf.py_function does not run under XLA). Rollback and LR cuts "
-                "still work. Compile with `jit_compile=False` to capture the batch."
+            jit = getattr(self.model, "_jit_compile", False)
+        return bool(jit)
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.rescues, self.report = [], None
+        self._reset()
+        optimizer = base_optimizer(self.model.optimizer)
+        lr = getattr(optimizer, "_learning_rate", None)
+        if not isinstance(lr, keras.optimizers.schedules.LearningRateSchedule) and not hasattr(
+            lr, "assign"
+        ):
+            raise TypeError(
+                f"NaNGuard cuts the learning rate, but optimizer {type(optimizer).__name__} holds "
+                f"a {type(lr).__name__}. Create the optimizer with a float `learning_rate` or a "
+                "keras.optimizers.schedules.LearningRateSchedule."
             )
+        if not self.model.built:
+            logger.warning(
+                "NaNGuard: the model is not built yet (its variables do not exist), so the guard "
+                "starts at the end of the first epoch. Build the model first (e.g. give it an "
+                "`Input`) to guard every step."
+            )
+            self._pending_arm = True
             return
+        self._arm()
+
+    def _arm(self) -> None:
+        build_optimizer(self.model)
+        jit = self._jit()
+        if jit:
+            logger.warning(
+                "NaNGuard: the model is XLA-compiled (jit_compile=True). Non-finite steps are "
+                "still skipped or rolled back and the LR cut, in the graph, but tf.py_function "
+                "does not run under XLA: the offending batch cannot be saved or diagnosed, and "
+                "rescues are logged, and training stops after max_retries, at the end of the "
+                "epoch. Compile with `jit_compile=False` for both."
+            )
+        self._graph = GuardedStep(
+            self.model,
+            self.factor,
+            self.max_retries,
+            self.check_weights,
+            self.backup_every,
+            None if jit else self._capture,
+        )
+        self._install()
+
+    def _install(self) -> None:
+        model = self.model
         original = model.train_step
-        guard = self
-
-        def train_step(data: Any) -> Any:
-            logs = original(data)
-            bad = tf.constant(False)
-            if isinstance(logs, dict) and "loss" in logs:
-                loss = tf.cast(tf.convert_to_tensor(logs["loss"]), tf.float32)
-                bad = tf.logical_not(tf.reduce_all(tf.math.is_finite(loss)))
-            if guard.check_weights:
-                finite = [tf.reduce_all(tf.math.is_finite(w)) for w in model.weights]
-                bad = tf.logical_or(bad, tf.logical_not(tf.reduce_all(tf.stack(finite))))
-            leaves = tf.nest.flatten(data)
-            tensors = [t for t in leaves if t is not None]
-            flat = [t is not None for t in leaves]
-            template = tf.nest.pack_sequence_as(data, list(range(len(leaves))))
-
-            def capture() -> Any:
-                return tf.py_function(
-                    lambda *ts: guard._store(template, flat, *ts), tensors, Tout=tf.bool
-                )
-
-            tf.cond(bad, capture, lambda: tf.constant(False))
-            return logs
-
-        model.train_step = train_step
+        assert self._graph is not None
+        model.train_step = self._graph.wrap(original)
         model.make_train_function(force=True)
 
-    def _remove_capture(self) -> None:
+    def _uninstall(self) -> None:
         model = self.model
         if "train_step" in model.__dict__:
             del model.__dict__["train_step"]
             model.train_function = None
 
-    # -- hooks ---------------------------------------------------------------------
+    # -- host side: called from the graph (tf.py_function) on a fault only ----------------
+    def _capture(self, row: np.ndarray, parts: list[list[Any]]) -> Any:
+        index = int(row[0])
+        self._shards = [[a.numpy() for a in part] for part in parts]
+        if index >= self._seen:
+            self._event(index, row[1:])
+        return np.bool_(True)
 
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        self._lr = learning_rate_variable(self.model.optimizer, "NaNGuard")
-        self.rescues = []
-        self.report = None
-        self._captured = None
-        self._fault_seen = False
-        self._since_backup = 0
-        self._epoch = 0
-        self._weights_fn = tf.function(
-            lambda: tf.reduce_all(
-                tf.stack([tf.reduce_all(tf.math.is_finite(w)) for w in self.model.weights])
-            )
-        )
-        self._install_capture()
-        self._good = self._older = None
-        if self.model.built:
-            build_optimizer(self.model)
-            self._good = self._older = snapshot(self.model)
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._epoch = epoch
-
-    def _fault(self, logs: dict | None) -> str | None:
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(read_float(loss)):
-            return "loss"
-        if self._fault_seen:
-            return "weights"
-        if self.check_weights and not self._can_capture and not bool(self._weights_fn()):
-            return "weights"
-        return None
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        kind = self._fault(logs)
-        if kind is None:
-            self._since_backup += 1
-            if self._since_backup >= self.backup_every or self._good is None:
-                self._older, self._good = self._good, snapshot(self.model)
-                self._since_backup = 0
-            return
-        # A non-finite loss is computed *before* the step's update, with weights that the
-        # previous (finite-looking) step already poisoned: go back one backup further.
-        state = self._older if kind == "loss" else self._good
-        if state is None:
-            self.model.stop_training = True
-            self.report = {
-                "epoch": self._epoch,
-                "batch": int(batch),
-                "cause": kind,
-                "message": "non-finite values before any good state was saved; training stopped",
-            }
-            logger.error("NaNGuard: %s", self.report["message"])
-            return
-        restore(self.model, state)
-        self._older = self._good = state
-        self._since_backup = 0
+    def _event(self, index: int, row: Any) -> None:
+        step, cause, before, after = (float(x) for x in row)
+        self._seen = max(self._seen, index + 1)
         event: dict[str, Any] = {
             "epoch": self._epoch,
-            "batch": int(batch),
-            "cause": kind,
-            "lr": read_float(self._lr),
+            "batch": int(step) - 1 - self._epoch_start,
+            "cause": CAUSES.get(int(cause), "loss"),
+            "lr": before,
         }
-        if len(self.rescues) < self.max_retries:
-            new_lr = event["lr"] * self.factor
-            self._lr.assign(new_lr)
-            self._good["lr"] = np.array(new_lr, dtype=self._good["lr"].dtype)
-            event["new_lr"] = new_lr
-            self.rescues.append(event)
-            self._fault_seen = False
-            self._captured = None
-            logger.warning(
-                "NaNGuard: non-finite loss or weights at epoch %d, batch %d; restored the last "
-                "good weights and optimizer state and cut the LR %.3g -> %.3g (rescue %d of %d).",
-                event["epoch"],
-                event["batch"],
-                event["lr"],
-                new_lr,
-                len(self.rescues),
-                self.max_retries,
-            )
+        if index >= self.max_retries:
+            self._final = event
+            self.model.stop_training = True
             return
-        self.model.stop_training = True
-        self.report = self._give_up(event)
-        logger.error("NaNGuard: %s", self.report["message"])
+        event["new_lr"] = after
+        self.rescues.append(event)
+        logger.warning(
+            "NaNGuard: non-finite %s at epoch %d, batch %d; %s, restored the last good weights "
+            "and optimizer state and cut the LR %.3g -> %.3g (rescue %d of %d).",
+            "loss or gradient" if event["cause"] == "loss" else "weights or optimizer state",
+            event["epoch"],
+            event["batch"],
+            "skipped the update",
+            before,
+            after,
+            len(self.rescues),
+            self.max_retries,
+        )
+
+    def _sync(self) -> None:
+        """Pick up faults the graph recorded but could not announce (XLA): one read."""
+        graph = self._graph
+        if graph is None:
+            return
+        faults = int(graph.faults.numpy())
+        if faults > self._seen:
+            table = np.asarray(graph.events.numpy())
+            for index in range(self._seen, min(faults, self.max_retries + 1)):
+                self._event(index, table[index])
+        if self._final is not None and self.report is None:
+            self.model.stop_training = True
+            self.report = self._give_up(self._final)
+            logger.error("NaNGuard: %s", self.report["message"])
+
+    # -- hooks (none per batch) -------------------------------------------------------------
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch = epoch
+        if self._graph is not None:
+            self._epoch_start = int(read_float(self._graph.step))
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self._sync()
+        if self._pending_arm and self.model.built:
+            self._pending_arm = False
+            self._arm()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self._sync()
+        self._uninstall()
+        self._graph = None
+
+    # -- giving up --------------------------------------------------------------------------
+    def _batch(self) -> tuple[Any, Any, Any] | None:
+        graph = self._graph
+        if not self._shards or graph is None or graph.layout is None:
+            return None
+        if len(self._shards) == 1:
+            arrays = self._shards[0]
+        else:  # MirroredStrategy: put the replicas' shards back together, in order
+            arrays = [np.concatenate(leaf, axis=0) for leaf in zip(*self._shards)]
+        template, flat = graph.layout
+        return _unflatten(arrays, flat, template)
 
     def _give_up(self, event: dict[str, Any]) -> dict[str, Any]:
         report: dict[str, Any] = {**event, "rescues": len(self.rescues), "batch_file": None}
         found: dict[str, Any] = {"where": None, "layer": None, "message": "batch not captured"}
-        if self._captured is not None:
-            x, y, sw = _unflatten(*self._captured)
+        if self._graph is not None and self._graph.capture is None:
+            found["message"] = "batch not captured (the model is XLA-compiled)"
+        batch = self._batch()
+        if batch is not None:
+            x, y, sw = batch
             directory = self.save_dir or tempfile.mkdtemp(prefix="keras_opt_nan_guard_")
             os.makedirs(directory, exist_ok=True)
             path = os.path.join(directory, "nan_batch.npz")
@@ -295,10 +352,6 @@ class NaNGuard(Callback):
             "weights and optimizer state are restored."
         )
         return report
-
-    def on_train_end(self, logs: dict | None = None) -> None:
-        self._remove_capture()
-        self._weights_fn = None
 
 
 def _unflatten(arrays: list[np.ndarray], flat: list[bool], template: Any) -> tuple[Any, ...]:

@@ -46,7 +46,8 @@ def rescued(digits):
     model = compile_classifier(
         build_sequential_cnn(), keras.optimizers.SGD(learning_rate=0.05, momentum=0.5)
     )
-    monitor, guard, recorder = TrainingMonitor(), NaNGuard(factor=0.1), WeightRecorder()
+    monitor, recorder = TrainingMonitor(), WeightRecorder()
+    guard = NaNGuard(factor=0.1, backup_every=1)
     history = model.fit(
         x,
         y,
@@ -142,6 +143,7 @@ def test_config_round_trip_and_deepcopy(tmp_path):
         factor=0.25, max_retries=2, check_weights=False, backup_every=3, save_dir=tmp_path
     )
     config = guard.get_config()
+    assert NaNGuard().get_config()["backup_every"] == 100
     assert NaNGuard(**config).get_config() == config
     clone = copy.deepcopy(guard)
     assert clone.get_config() == config
@@ -165,9 +167,16 @@ def test_bad_arguments(kwargs, error, match):
         NaNGuard(**kwargs)
 
 
-def test_schedule_optimizer_is_refused(digits):
+def test_default_rolls_back_to_the_snapshot_of_step_zero(digits):
+    """backup_every=100: the snapshot is the state proven good at step 0 (the initial one)."""
     x, y, _, _ = digits
-    schedule = keras.optimizers.schedules.ExponentialDecay(0.01, 10, 0.9)
-    model = compile_classifier(build_sequential_cnn(), keras.optimizers.SGD(schedule))
-    with pytest.raises(TypeError, match="created with a schedule"):
-        model.fit(x[:100], y[:100], batch_size=BATCH, callbacks=[NaNGuard()], verbose=0)
+    model = compile_classifier(
+        build_sequential_cnn(), keras.optimizers.SGD(learning_rate=0.05, momentum=0.5)
+    )
+    initial = model.get_weights()
+    recorder, guard = WeightRecorder(), NaNGuard(factor=0.1)
+    model.fit(x, y, batch_size=BATCH, epochs=1, callbacks=[Sabotage(), guard, recorder], verbose=0)
+    assert [(e["batch"], e["cause"]) for e in guard.rescues] == [(6, "loss")]
+    assert all(np.array_equal(a, b) for a, b in zip(recorder.weights[6], initial, strict=False))
+    assert int(recorder.optimizer[6][0]) == 0  # iterations rewound with the state
+    np.testing.assert_allclose(float(np.asarray(model.optimizer.learning_rate)), 0.005, rtol=1e-6)

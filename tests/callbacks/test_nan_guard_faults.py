@@ -1,0 +1,243 @@
+"""NaNGuard against injected faults: a NaN batch, an inf state, schedules, XLA, two replicas."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from keras_opt.backend import keras
+from keras_opt.callbacks import LRScheduler, NaNGuard
+from keras_opt.schedules import OneCycle
+from tests.conftest import build_sequential_cnn, compile_classifier
+
+BATCH = 100
+
+
+class Recorder(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.weights = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.weights.append(self.model.get_weights())
+
+
+class PoisonMovingVariance(keras.callbacks.Callback):
+    """Puts an inf into BatchNorm's moving variance before one batch (the loss never shows it)."""
+
+    def __init__(self, batch):
+        super().__init__()
+        self.batch = batch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == self.batch:
+            bn = next(la for la in self.model.layers if "batch_normalization" in la.name)
+            value = np.asarray(bn.moving_variance).copy()
+            value[0] = np.inf
+            bn.moving_variance.assign(value)
+
+
+def _nan_batch(x, batch):
+    x = x.copy()
+    x[batch * BATCH + 3] = np.nan
+    return x
+
+
+def _same(a, b):
+    return all(np.array_equal(u, w) for u, w in zip(a, b, strict=True))
+
+
+def test_nan_in_one_batch_skips_it_and_restores_the_state_before(digits):
+    x, y, _, _ = digits
+    model = compile_classifier(build_sequential_cnn(), keras.optimizers.SGD(0.05))
+    recorder, guard = Recorder(), NaNGuard(factor=0.5, backup_every=1)
+    history = model.fit(
+        _nan_batch(x, 3),
+        y,
+        batch_size=BATCH,
+        epochs=1,
+        shuffle=False,
+        callbacks=[guard, recorder],
+        verbose=0,
+    )
+    assert [(e["batch"], e["cause"]) for e in guard.rescues] == [(3, "loss")]
+    # The NaN batch proved nothing: back to the last state a finite loss proved (after batch 1),
+    # BatchNorm statistics included, and the LR cut.
+    assert _same(recorder.weights[3], recorder.weights[1])
+    assert guard.rescues[0]["lr"] == pytest.approx(0.05)
+    assert guard.rescues[0]["new_lr"] == pytest.approx(0.025)
+    assert float(np.asarray(model.optimizer.learning_rate)) == pytest.approx(0.025)
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    assert np.isfinite(history.history["loss"]).all()
+    assert guard.report is None
+
+
+def test_inf_in_the_state_that_the_loss_does_not_show_is_rolled_back(digits):
+    x, y, _, _ = digits
+    model = compile_classifier(build_sequential_cnn(), keras.optimizers.SGD(0.05))
+    recorder, guard = Recorder(), NaNGuard(factor=0.5, backup_every=1)
+    model.fit(
+        x,
+        y,
+        batch_size=BATCH,
+        epochs=1,
+        shuffle=False,
+        callbacks=[PoisonMovingVariance(4), guard, recorder],
+        verbose=0,
+    )
+    assert [(e["batch"], e["cause"]) for e in guard.rescues] == [(4, "weights")]
+    assert _same(recorder.weights[4], recorder.weights[2])
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+def test_without_check_weights_that_inf_is_not_seen(digits):
+    x, y, _, _ = digits
+    model = compile_classifier(build_sequential_cnn(), keras.optimizers.SGD(0.05))
+    guard = NaNGuard(check_weights=False, backup_every=1)
+    model.fit(
+        x[:800],
+        y[:800],
+        batch_size=BATCH,
+        shuffle=False,
+        callbacks=[PoisonMovingVariance(4), guard],
+        verbose=0,
+    )
+    assert guard.rescues == []
+
+
+def test_keras_schedule_in_the_optimizer_is_scaled(digits):
+    x, y, _, _ = digits
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.05, decay_steps=4, decay_rate=0.5)
+    model = compile_classifier(build_sequential_cnn(), keras.optimizers.SGD(schedule))
+    guard = NaNGuard(factor=0.1, backup_every=1)
+    model.fit(
+        _nan_batch(x, 5), y, batch_size=BATCH, shuffle=False, callbacks=[guard], verbose=0
+    )
+    (event,) = guard.rescues
+    assert (event["batch"], event["cause"]) == (5, "loss")
+    # Restored to the state of step 4 (optimizer.iterations == 4): the schedule's LR there,
+    # cut by the factor through the guard's in-graph scale.
+    assert event["lr"] == pytest.approx(float(schedule(4)), rel=1e-6)
+    assert event["new_lr"] == pytest.approx(0.1 * float(schedule(4)), rel=1e-6)
+    # The optimizer keeps its own schedule object.
+    assert model.optimizer._learning_rate is schedule
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+def test_lr_scheduler_schedule_is_scaled(digits):
+    x, y, _, _ = digits
+    model = compile_classifier(build_sequential_cnn(), keras.optimizers.SGD(0.1, momentum=0.9))
+    guard = NaNGuard(factor=0.5, backup_every=1)
+    model.fit(
+        _nan_batch(x, 6),
+        y,
+        batch_size=BATCH,
+        shuffle=False,
+        callbacks=[LRScheduler(OneCycle(max_lr=0.1)), guard],
+        verbose=0,
+    )
+    (event,) = guard.rescues
+    expected = OneCycle(max_lr=0.1, total_steps=len(x) // BATCH).lr_at(5)
+    assert event["batch"] == 6
+    assert event["lr"] == pytest.approx(expected, rel=1e-5)
+    assert event["new_lr"] == pytest.approx(0.5 * expected, rel=1e-5)
+
+
+def test_jit_compile_rolls_back_and_reports_at_epoch_end(digits, caplog):
+    x, y, _, _ = digits
+    model = build_sequential_cnn()
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.05),
+        loss="sparse_categorical_crossentropy",
+        jit_compile=True,
+    )
+    guard = NaNGuard(max_retries=0, backup_every=1)
+    with caplog.at_level(logging.WARNING, logger="keras_opt"):
+        model.fit(
+            _nan_batch(x, 2)[:600],
+            y[:600],
+            batch_size=BATCH,
+            epochs=2,
+            shuffle=False,
+            callbacks=[guard],
+            verbose=0,
+        )
+    assert any("XLA-compiled" in r.getMessage() for r in caplog.records)
+    assert guard.report is not None
+    assert guard.report["batch"] == 2
+    assert guard.report["batch_file"] is None
+    assert "XLA" in guard.report["message"]
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, tempfile
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+    from keras_opt.backend import keras
+    from keras_opt.callbacks import NaNGuard
+
+    rng = np.random.RandomState(0)
+    x = rng.rand(128, 6).astype("float32")
+    y = (x.sum(1) > 3).astype("int64")
+    x[2 * 16 + 9] = np.nan  # batch 2, second replica's shard
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"),
+                                  keras.layers.BatchNormalization(),
+                                  keras.layers.Dense(2, activation="softmax")])
+        model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+                      loss="sparse_categorical_crossentropy")
+    rescue = NaNGuard(factor=0.5, backup_every=1)
+    model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0, callbacks=[rescue])
+    lr = float(np.asarray(model.optimizer.learning_rate))
+    finite = bool(all(np.isfinite(w).all() for w in model.get_weights()))
+    out = tempfile.mkdtemp()
+    give_up = NaNGuard(max_retries=0, save_dir=out)
+    model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0, callbacks=[give_up])
+    saved = np.load(give_up.report["batch_file"])
+    print("RESULT" + json.dumps({
+        "replicas": strategy.num_replicas_in_sync,
+        "rescues": [(e["batch"], e["cause"]) for e in rescue.rescues],
+        "lr": lr,
+        "finite": finite,
+        "report_batch": give_up.report["batch"],
+        "saved_matches": bool(np.array_equal(saved["x0"], x[32:48], equal_nan=True)),
+    }))
+    """
+)
+
+
+@pytest.mark.slow
+def test_under_mirrored_strategy_on_two_logical_cpus():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        cwd=root,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT"))
+    result = json.loads(line[len("RESULT") :])
+    assert result["replicas"] == 2
+    assert [tuple(r) for r in result["rescues"]] == [(2, "loss")]
+    assert result["lr"] == pytest.approx(0.05)
+    assert result["finite"]
+    # Both replicas' shards of the offending batch, put back together in order.
+    assert result["report_batch"] == 2
+    assert result["saved_matches"]
