@@ -93,7 +93,9 @@ class _ScaledLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         return {}
 
 
-def _cond(pred: Any, true_fn: Callable[[], Any], false_fn: Callable[[], Any], *, lower: bool) -> Any:
+def _cond(
+    pred: Any, true_fn: Callable[[], Any], false_fn: Callable[[], Any], *, lower: bool
+) -> Any:
     """``tf.cond``; with ``lower=False`` one ``If`` node that runs only the branch taken.
 
     ``tf.cond`` is lowered to a ``Switch`` node per captured tensor, which a
@@ -102,7 +104,9 @@ def _cond(pred: Any, true_fn: Callable[[], Any], false_fn: Callable[[], Any], *,
     """
     if lower or _indexed_case is None:
         return tf.cond(pred, true_fn, false_fn)
-    return _indexed_case(tf.cast(pred, tf.int32), [false_fn, true_fn], lower_using_switch_merge=False)
+    return _indexed_case(
+        tf.cast(pred, tf.int32), [false_fn, true_fn], lower_using_switch_merge=False
+    )
 
 
 class GuardedStep:
@@ -300,7 +304,9 @@ class GuardedStep:
                 before = self._current_lr()
                 _cond(tf.less(index, self.max_retries), self._cut_lr, self._give_up, lower=True)
                 after = self._current_lr()
-                row = tf.stack([tf.cast(step, tf.float64), tf.cast(status, tf.float64), before, after])
+                row = tf.stack(
+                    [tf.cast(step, tf.float64), tf.cast(status, tf.float64), before, after]
+                )
                 self.events.assign(
                     tf.tensor_scatter_nd_update(
                         tf.convert_to_tensor(self.events),
@@ -330,6 +336,7 @@ class GuardedStep:
         replicas = len(shards[0]) if shards else 1
         tensors = [tf.identity(part) for r in range(replicas) for part in (s[r] for s in shards)]
         host = self.capture
+        assert host is not None  # only called when the batch can be captured
         count = len(leaves)
 
         def run(row: Any, *arrays: Any) -> Any:
@@ -357,22 +364,26 @@ class GuardedStep:
                     trace["loss"] = loss
                 return original_loss(loss, *args, **kwargs)
 
+            apply: Callable[..., Any]
             if is_tf_keras():
 
-                def apply(grads_and_vars: Any, *args: Any, **kwargs: Any) -> Any:
+                def apply_tf_keras(grads_and_vars: Any, *args: Any, **kwargs: Any) -> Any:
                     pairs = list(grads_and_vars)
                     variables = [w for _, w in pairs]
 
                     def run(grads: Any, *rest: Any, **kw: Any) -> Any:
-                        return original_apply(list(zip(grads, variables)), *rest, **kw)
+                        return original_apply(list(zip(grads, variables, strict=True)), *rest, **kw)
 
                     guarded = self._guarded_apply(run, trace)
                     return guarded([g for g, _ in pairs], *args, **kwargs)
 
+                apply = apply_tf_keras
             else:
 
-                def apply(grads: Any, *args: Any, **kwargs: Any) -> Any:
+                def apply_keras3(grads: Any, *args: Any, **kwargs: Any) -> Any:
                     return self._guarded_apply(original_apply, trace)(list(grads), *args, **kwargs)
+
+                apply = apply_keras3
 
             setattr(base, apply_name, apply)
             setattr(outer, loss_name, capture_loss)

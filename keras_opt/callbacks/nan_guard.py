@@ -314,7 +314,7 @@ class NaNGuard(Callback):
         if len(self._shards) == 1:
             arrays = self._shards[0]
         else:  # MirroredStrategy: put the replicas' shards back together, in order
-            arrays = [np.concatenate(leaf, axis=0) for leaf in zip(*self._shards)]
+            arrays = [np.concatenate(leaf, axis=0) for leaf in zip(*self._shards, strict=True)]
         template, flat = graph.layout
         return _unflatten(arrays, flat, template)
 

@@ -116,9 +116,7 @@ def test_keras_schedule_in_the_optimizer_is_scaled(digits):
     schedule = keras.optimizers.schedules.ExponentialDecay(0.05, decay_steps=4, decay_rate=0.5)
     model = compile_classifier(build_sequential_cnn(), keras.optimizers.SGD(schedule))
     guard = NaNGuard(factor=0.1, backup_every=1)
-    model.fit(
-        _nan_batch(x, 5), y, batch_size=BATCH, shuffle=False, callbacks=[guard], verbose=0
-    )
+    model.fit(_nan_batch(x, 5), y, batch_size=BATCH, shuffle=False, callbacks=[guard], verbose=0)
     (event,) = guard.rescues
     assert (event["batch"], event["cause"]) == (5, "loss")
     # Restored to the state of step 4 (optimizer.iterations == 4): the schedule's LR there,
