@@ -15,6 +15,7 @@ import types
 from typing import Any
 
 import numpy as np
+import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_schedule as _ps
@@ -200,6 +201,31 @@ class TFMOTEngine:
             )
         return self.tfmot.quantization.keras.quantize_apply(annotated_model, scheme)
 
+    def unsupported_layers(self, model: Any) -> list:
+        """Every layer TFMOT's default 8-bit scheme cannot quantize (nested models inlined)."""
+
+        registry = self.quantize_registry()
+        flat = _graph.flatten_nested(model)
+        producers = _producers(flat)
+        out = []
+        for layer in flat.layers:
+            parents = producers.get(id(layer), [])
+            if not _supported(registry, layer, parents):
+                diagnosis = _diagnose(layer, parents)
+                if diagnosis is not None:
+                    out.append(diagnosis)
+        return out
+
+    def quantize(self, flat: Any, chosen: set[str], preserve: str | None) -> Any:
+        """Annotate the chosen layers of ``flat`` and apply TFMOT's scheme."""
+
+        def annotate(layer: Any) -> Any:
+            return self.annotate_layer(layer) if layer.name in chosen else layer
+
+        annotated = _graph.copy_model(flat, annotate)
+        with self.quantize_scope():
+            return self.quantize_apply(annotated, preserve)
+
     def quantize_scope(self):
         return self.tfmot.quantization.keras.quantize_scope()
 
@@ -233,6 +259,68 @@ def _strip_quantization(model: Any) -> Any:
         return _graph.copy_layer(layer)
 
     return _graph.rebuild(model, replace)
+
+
+_BN_PRODUCERS = ("Conv2D", "DepthwiseConv2D")
+_PREPROCESSING = ("Rescaling", "Normalization", "Resizing", "CenterCrop", "RandomFlip")
+
+
+def _producers(model: Any) -> dict[int, list[str]]:
+    """Map id(layer) to the class names of the layers feeding it, in ``model``'s graph."""
+    out: dict[int, list[str]] = {}
+    for nodes in model._nodes_by_depth.values():
+        for node in nodes:
+            parents = tf.nest.flatten(node.inbound_layers)
+            out.setdefault(id(node.layer), []).extend(type(p).__name__ for p in parents)
+    return out
+
+
+def _diagnose(layer: Any, producers: list[str]) -> Any:
+    from keras_opt.optimization.quantization import UnsupportedLayer
+
+    kind = type(layer).__name__
+    skip_fix = "or pass skip_unsupported=True to keep it in float."
+    if kind == "BatchNormalization":
+        if producers and all(p in _BN_PRODUCERS for p in producers):
+            return None
+        return UnsupportedLayer(
+            layer.name,
+            kind,
+            "TFMOT quantizes BatchNormalization only right after Conv2D/DepthwiseConv2D "
+            f"(here after {', '.join(producers) or 'nothing'}).",
+            "Fold it into the previous layer or move it after a convolution, " + skip_fix,
+        )
+    if kind in ("TFOpLambda", "SlicingOpLambda", "Lambda"):
+        return UnsupportedLayer(
+            layer.name,
+            kind,
+            "a raw TensorFlow op or Lambda has no quantization recipe in TFMOT.",
+            "Replace it with a Keras layer (e.g. keras.layers.Multiply, Add, Rescaling) or "
+            "annotate it with a tfmot QuantizeConfig, " + skip_fix,
+        )
+    if kind in _PREPROCESSING:
+        return UnsupportedLayer(
+            layer.name,
+            kind,
+            "preprocessing layers are not in TFMOT's 8-bit registry.",
+            "Move the preprocessing into the input pipeline (tf.data), " + skip_fix,
+        )
+    return UnsupportedLayer(
+        layer.name,
+        kind,
+        "this layer type is not in TFMOT's default 8-bit registry.",
+        "Annotate it with a tfmot QuantizeConfig "
+        "(tfmot.quantization.keras.quantize_annotate_layer), " + skip_fix,
+    )
+
+
+def _supported(registry: Any, layer: Any, producers: list[str]) -> bool:
+    kind = type(layer).__name__
+    if kind == "InputLayer" or registry.supports(layer):
+        return True
+    if kind == "BatchNormalization":
+        return _diagnose(layer, producers) is None
+    return False
 
 
 def _tfmot_custom_objects() -> dict[str, Any]:

@@ -1,12 +1,16 @@
-"""Quantization-aware training (TFMOT ``quantize_apply``) that never stops half-way.
+"""Quantization-aware training that never stops half-way, in both Keras flavors.
 
-`check` is a dry run: it lists every layer TFMOT's default 8-bit scheme cannot
-quantize, with the reason and a fix (TFMOT itself stops at the first one,
-deep inside ``quantize_apply``: model-optimization #363, #602, #647).
-`quantize` wraps the whole model or chosen layers; with
-``skip_unsupported=True`` the unsupported layers stay in float. Nested models
-are inlined first (#957); Conv+BatchNorm and residual adds are handled by
-TFMOT's own transforms.
+`check` is a dry run: it lists every layer that cannot be quantized to int8,
+with the reason and a fix (TFMOT itself stops at the first one, deep inside
+``quantize_apply``: model-optimization #363, #602, #647). `quantize` wraps the
+whole model or chosen layers; with ``skip_unsupported=True`` the unsupported
+layers stay in float. Nested models are inlined first (#957).
+
+* Keras 3: keras_opt's native engine. Kernels are fake-quantized per channel
+  (8-bit, symmetric, narrow range), activations per tensor with moving-average
+  ranges; Conv/Depthwise + BatchNormalization are folded and ReLU/ReLU6 fused,
+  so the converter leaves no float op between int8 kernels.
+* tf_keras: TFMOT's default 8-bit scheme (``quantize_apply``).
 """
 
 from __future__ import annotations
@@ -14,8 +18,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 from typing import Any
-
-import tensorflow as tf
 
 from keras_opt import _validation, backend
 from keras_opt.optimization import _engine, _graph
@@ -25,13 +27,10 @@ __all__ = ["check", "quantize", "CompatibilityReport", "UnsupportedLayer"]
 
 logger = logging.getLogger(__name__)
 
-_BN_PRODUCERS = ("Conv2D", "DepthwiseConv2D")
-_PREPROCESSING = ("Rescaling", "Normalization", "Resizing", "CenterCrop", "RandomFlip")
-
 
 @dataclasses.dataclass(frozen=True)
 class UnsupportedLayer:
-    """A layer TFMOT's default 8-bit scheme cannot quantize."""
+    """A layer that cannot be quantized to int8 (by the engine of the flavor in use)."""
 
     name: str
     type: str
@@ -48,7 +47,7 @@ class CompatibilityReport:
 
     @property
     def ok(self) -> bool:
-        """True when TFMOT can quantize every layer."""
+        """True when every layer can be quantized."""
         return not self.unsupported
 
     @property
@@ -58,113 +57,58 @@ class CompatibilityReport:
 
     def __str__(self) -> str:
         if self.ok:
-            return "All layers can be quantized by TFMOT's default 8-bit scheme."
-        lines = [f"{len(self.unsupported)} layer(s) TFMOT cannot quantize:"]
+            return "All layers can be quantized to int8."
+        lines = [f"{len(self.unsupported)} layer(s) cannot be quantized to int8:"]
         for u in self.unsupported:
             lines.append(f"- {u.name} ({u.type}): {u.reason} Fix: {u.fix}")
         return "\n".join(lines)
 
 
-def _producers(model: Any) -> dict[int, list[str]]:
-    """Map id(layer) to the class names of the layers feeding it, in ``model``'s graph."""
-    out: dict[int, list[str]] = {}
-    for nodes in model._nodes_by_depth.values():
-        for node in nodes:
-            parents = tf.nest.flatten(node.inbound_layers)
-            out.setdefault(id(node.layer), []).extend(type(p).__name__ for p in parents)
-    return out
-
-
-def _diagnose(layer: Any, producers: list[str]) -> UnsupportedLayer | None:
-    kind = type(layer).__name__
-    skip_fix = "or pass skip_unsupported=True to keep it in float."
-    if kind == "BatchNormalization":
-        if producers and all(p in _BN_PRODUCERS for p in producers):
-            return None
-        return UnsupportedLayer(
-            layer.name,
-            kind,
-            "TFMOT quantizes BatchNormalization only right after Conv2D/DepthwiseConv2D "
-            f"(here after {', '.join(producers) or 'nothing'}).",
-            "Fold it into the previous layer or move it after a convolution, " + skip_fix,
-        )
-    if kind in ("TFOpLambda", "SlicingOpLambda", "Lambda"):
-        return UnsupportedLayer(
-            layer.name,
-            kind,
-            "a raw TensorFlow op or Lambda has no quantization recipe in TFMOT.",
-            "Replace it with a Keras layer (e.g. keras.layers.Multiply, Add, Rescaling) or "
-            "annotate it with a tfmot QuantizeConfig, " + skip_fix,
-        )
-    if kind in _PREPROCESSING:
-        return UnsupportedLayer(
-            layer.name,
-            kind,
-            "preprocessing layers are not in TFMOT's 8-bit registry.",
-            "Move the preprocessing into the input pipeline (tf.data), " + skip_fix,
-        )
-    return UnsupportedLayer(
-        layer.name,
-        kind,
-        "this layer type is not in TFMOT's default 8-bit registry.",
-        "Annotate it with a tfmot QuantizeConfig "
-        "(tfmot.quantization.keras.quantize_annotate_layer), " + skip_fix,
-    )
-
-
-def _supported(registry: Any, layer: Any, producers: list[str]) -> bool:
-    kind = type(layer).__name__
-    if kind == "InputLayer" or registry.supports(layer):
-        return True
-    if kind == "BatchNormalization":
-        return _diagnose(layer, producers) is None
-    return False
-
-
 def check(model: Any) -> CompatibilityReport:
-    """Dry run: list every layer TFMOT cannot quantize, without wrapping anything.
+    """Dry run: list every layer that cannot be quantized, without wrapping anything.
 
     Args:
-        model: A built tf_keras Sequential or Functional model; nested models
-            are looked into (`quantize` inlines them).
+        model: A built Sequential or Functional model of the flavor in use;
+            nested models are looked into (`quantize` inlines them).
 
     Returns:
         A `CompatibilityReport` with one `UnsupportedLayer` (name, type,
         reason, fix) per layer; ``print()`` it for a readable list.
 
     Raises:
-        FlavorError: under Keras 3.
         TypeError: for a subclassed model or a model of the other flavor.
+        ValueError: for a model that already carries compression wrappers.
 
     Example:
         >>> import keras_opt.optimization as kopt  # doctest: +SKIP
         >>> report = kopt.check(model)  # doctest: +SKIP
         >>> print(report)  # doctest: +SKIP
-        1 layer(s) TFMOT cannot quantize:
-        - rescaling (Rescaling): preprocessing layers are not in ... Fix: ...
+        1 layer(s) cannot be quantized to int8:
+        - rescaling (Rescaling): preprocessing layers are not part of ... Fix: ...
     """
     engine = _engine.get_engine("check")
     backend.check_model(model)
     _graph.require_graph_model(model)
-    registry = engine.quantize_registry()
     nested = tuple(layer.name for layer in model.layers if isinstance(layer, backend.keras.Model))
-    flat = _graph.flatten_nested(model)
-    producers = _producers(flat)
-    unsupported = []
-    for layer in flat.layers:
-        if _engine.wrapper_kind(layer) is not None:
+    for layer in _graph.iter_layers(model):
+        kind = _engine.wrapper_kind(layer)
+        if kind == "quantize":
             _validation.fail(
                 "model",
-                "a model without TFMOT wrappers",
+                "a model that is not quantization-aware yet",
                 model.name,
-                hint=f"Layer {layer.name!r} is wrapped: call keras_opt.optimization.strip first",
+                hint=f"Layer {layer.name!r} is already quantized: convert this model to int8 "
+                "as it is, or quantize the model it came from",
             )
-        parents = producers.get(id(layer), [])
-        if not _supported(registry, layer, parents):
-            diagnosis = _diagnose(layer, parents)
-            if diagnosis is not None:
-                unsupported.append(diagnosis)
-    return CompatibilityReport(tuple(unsupported), nested)
+        if kind is not None:
+            _validation.fail(
+                "model",
+                "a model without compression wrappers",
+                model.name,
+                hint=f"Layer {layer.name!r} is wrapped ({kind}): call "
+                "keras_opt.optimization.strip first",
+            )
+    return CompatibilityReport(tuple(engine.unsupported_layers(model)), nested)
 
 
 def quantize(
@@ -180,10 +124,11 @@ def quantize(
     Compile and fit the result as usual (no callback needed); convert it
     directly with ``tf.lite.TFLiteConverter`` (``optimizations=[DEFAULT]``) for an
     int8 model, or `strip` it for a float model with the fine-tuned weights.
+    Keras 3 is served by keras_opt's native engine, tf_keras by TFMOT.
 
     Args:
-        model: A built tf_keras Sequential or Functional model; nested models are
-            inlined. It is not modified.
+        model: A built Sequential or Functional model of the flavor in use;
+            nested models are inlined. It is not modified.
         layers: Layer names, compiled regexes or classes to quantize; None
             quantizes every layer.
         skip: Layer selectors to keep in float.
@@ -194,13 +139,16 @@ def quantize(
             clustered model through QAT.
 
     Returns:
-        A new tf_keras model with TFMOT ``QuantizeWrapperV2`` wrappers.
+        A new model: keras_opt's ``QuantizeKernel``/``QuantizeOutput`` wrappers
+        under Keras 3, TFMOT's ``QuantizeWrapperV2`` under tf_keras.
 
     Raises:
-        FlavorError: under Keras 3.
+        TypeError: for a model of the other flavor or a subclassed model.
         ValueError: when chosen layers cannot be quantized and
             ``skip_unsupported`` is False (the message is the `check` report),
-            and for unknown layer names or ``preserve`` values.
+            for a model that is already quantized, when ``preserve`` asks for
+            clusters the model does not have, and for unknown layer names or
+            ``preserve`` values.
 
     Example:
         >>> import keras_opt.optimization as kopt  # doctest: +SKIP
@@ -214,7 +162,7 @@ def quantize(
     _validation.one_of("preserve", preserve, (None, "sparsity", "clusters", "both"))
     report = check(model)
     flat = _graph.flatten_nested(model)
-    chosen = select_layers(flat.layers, layers, skip, what="quantized")
+    chosen = select_layers(list(_graph.iter_layers(flat)), layers, skip, what="quantized")
     blocked = [u for u in report.unsupported if u.name in chosen]
     if blocked and not skip_unsupported:
         raise ValueError(
@@ -226,10 +174,4 @@ def quantize(
             "Keeping %d layer(s) in float: %s", len(blocked), ", ".join(u.name for u in blocked)
         )
     chosen -= {u.name for u in blocked}
-
-    def annotate(layer: Any) -> Any:
-        return engine.annotate_layer(layer) if layer.name in chosen else layer
-
-    annotated = _graph.copy_model(flat, annotate)
-    with engine.quantize_scope():
-        return engine.quantize_apply(annotated, preserve)
+    return engine.quantize(flat, chosen, preserve)

@@ -6,17 +6,20 @@ from typing import Any
 
 from keras_opt.backend import keras
 from keras_opt.optimization import _graph, _plan
-from keras_opt.optimization._native import kernels
+from keras_opt.optimization._native import kernels, qat_graph
 from keras_opt.optimization._native.clustering import ClusterWeights
 from keras_opt.optimization._native.model import PrunedModel, pruning_wrappers
 from keras_opt.optimization._native.pruning import PruneLowMagnitude
+from keras_opt.optimization._native.quantization import QuantizeKernel, QuantizeOutput
 
 
 class NativeEngine:
-    """keras_opt's Keras 3 engine: pruning and clustering without TFMOT."""
+    """keras_opt's Keras 3 engine: pruning, clustering and QAT without TFMOT."""
 
     name = "native"
-    features = frozenset({"prune", "cluster", "strip", "callbacks"})
+    features = frozenset(
+        {"prune", "cluster", "strip", "callbacks", "quantize", "check", "collaborative"}
+    )
 
     # Pruning ---------------------------------------------------------------
     def prunable_weights(self, layer: Any) -> list:
@@ -53,14 +56,32 @@ class NativeEngine:
         wrapper.initialize_centroids()
         return wrapper
 
+    # Quantization-aware training -------------------------------------------
+    def unsupported_layers(self, model: Any) -> list:
+        flat = qat_graph.inline_nested(model)
+        return [d for d in map(qat_graph.diagnose, flat.layers) if d is not None]
+
+    def quantize(self, model: Any, chosen: set[str], preserve: str | None) -> Any:
+        return qat_graph.build_qat_model(model, chosen, preserve)
+
     # Strip -----------------------------------------------------------------
     def strip(self, model: Any, keep_quantization: bool = False) -> Any:
         def replace(layer: Any) -> Any:
             kind = getattr(type(layer), "compression_kind", None)
-            if kind is None:
+            if kind is None or (kind == "quantize" and keep_quantization):
                 return _graph.copy_layer(layer)
+            if isinstance(layer, QuantizeOutput):
+                return _graph.copy_layer(layer.layer)
             values = layer.compressed_values()
-            plain = _graph.copy_layer(layer.layer)
+            inner = layer.layer
+            if isinstance(layer, QuantizeKernel):  # give the layer its activation back
+                config = inner.get_config()
+                config["activation"] = layer.activation
+                plain = type(inner).from_config(config)
+                plain.build_from_config(inner.get_build_config())
+                plain.set_weights(inner.get_weights())
+            else:
+                plain = _graph.copy_layer(inner)
             for name, var in kernels.kernel_variables(plain).items():
                 var.assign(values[name])
             return plain

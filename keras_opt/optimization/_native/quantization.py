@@ -1,0 +1,285 @@
+"""Native quantization-aware training for Keras 3: fake-quant wrappers the TFLite converter reads.
+
+Kernels are fake-quantized to 8 bits, symmetric and narrow range (what
+TFLite's int8 kernels use): per output channel for convolutions, per tensor for
+Dense (TF 2.21's converter rejects a per-channel fake-quant MatMul kernel, as
+TFMOT's default scheme also avoids); activations per tensor, with ranges
+learned as moving averages in the train step. Both go through TensorFlow's
+``FakeQuantWithMinMaxVars[PerChannel]`` ops, which the converter turns into
+int8 tensors with ``Optimize.DEFAULT``.
+
+`QuantizeKernel` wraps Conv1D/Conv2D, DepthwiseConv2D and Dense (with a
+folded BatchNormalization and a fused ReLU/ReLU6 when the graph has them);
+`QuantizeOutput` gives Add, Concatenate, pooling, activations and the model
+input the output range the converter needs. With ``preserve`` the kernel keeps
+its zeros (PQAT), its shared values per channel (CQAT), or both (PCQAT).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from keras_opt.backend import keras
+from keras_opt.optimization._native import kernels
+
+__all__ = ["QuantizeKernel", "QuantizeOutput", "EMA_DECAY"]
+
+EMA_DECAY = 0.99
+"""Moving-average decay of the activation ranges (initialized from the first batch)."""
+
+PRE_QUANT_ACTIVATIONS = ("softmax", "sigmoid", "tanh")
+"""Activations quantized on their input: TFLite fixes their output range itself."""
+
+
+def _replica_mean(name: str, shape: Any, value: float, dtype: str = "float32") -> Any:
+    return keras.Variable(
+        np.full(shape, value, dtype=dtype),
+        trainable=False,
+        name=name,
+        aggregation="mean",
+    )
+
+
+class _Range:
+    """Per-tensor min/max of an activation, learned as a moving average."""
+
+    def __init__(self, owner: Any, name: str) -> None:
+        self.min = _replica_mean(f"{name}_min", (), -6.0)
+        self.max = _replica_mean(f"{name}_max", (), 6.0)
+        self.seen = _replica_mean(f"{name}_seen", (), 0.0)
+        owner._ranges = [*getattr(owner, "_ranges", []), self.min, self.max, self.seen]
+
+    def __call__(self, x: Any, training: Any) -> Any:
+        if training:
+            low = ops.minimum(ops.min(x), 0.0)
+            high = ops.maximum(ops.max(x), 0.0)
+            first = self.seen.value < 0.5
+            self.min.assign(ops.where(first, low, EMA_DECAY * self.min + (1 - EMA_DECAY) * low))
+            self.max.assign(ops.where(first, high, EMA_DECAY * self.max + (1 - EMA_DECAY) * high))
+            self.seen.assign(1.0)
+        return tf.quantization.fake_quant_with_min_max_vars(
+            x, self.min.value, self.max.value, num_bits=8, narrow_range=False
+        )
+
+
+@keras.saving.register_keras_serializable(package="keras_opt")
+class QuantizeOutput(keras.layers.Wrapper):
+    """Runs a layer, then fake-quantizes its output per tensor (moving-average range).
+
+    Args:
+        layer: A Keras 3 layer without a kernel (Add, pooling, ReLU, Identity...).
+        quantize_output: Boolean. False for Softmax-like outputs whose range
+            TFLite fixes itself, and for an output that only feeds a ReLU (the
+            range is taken after it).
+        **kwargs: Layer arguments.
+
+    Returns:
+        A Keras layer.
+
+    Example:
+        >>> from keras_opt.optimization._native.quantization import QuantizeOutput
+        >>> from keras_opt.backend import keras
+        >>> QuantizeOutput(keras.layers.Add()).compression_kind
+        'quantize'
+    """
+
+    compression_kind = "quantize"
+
+    def __init__(self, layer: Any, quantize_output: bool = True, **kwargs: Any) -> None:
+        kwargs.setdefault("name", layer.name)
+        super().__init__(layer, **kwargs)
+        self.quantize_output = bool(quantize_output)
+
+    def build(self, input_shape: Any = None) -> None:
+        super().build(input_shape)
+        self.output_range = _Range(self, "output") if self.quantize_output else None
+        self.built = True
+
+    def call(self, inputs: Any, training: Any = None) -> Any:
+        outputs = self.layer(inputs)
+        if self.output_range is not None:
+            outputs = self.output_range(outputs, training)
+        return outputs
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return self.layer.compute_output_shape(input_shape)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(quantize_output=self.quantize_output)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_opt")
+class QuantizeKernel(keras.layers.Wrapper):
+    """Fake-quantizes a layer's kernel (8-bit, symmetric) and its output.
+
+    Made by `keras_opt.optimization.quantize` under Keras 3. The wrapped layer
+    runs with a linear activation; the wrapper applies ``activation`` and puts
+    the output quantizer after it (ReLU/ReLU6, fused by the converter) or
+    before it (softmax, sigmoid, tanh).
+
+    Args:
+        layer: A built Conv1D, Conv2D, DepthwiseConv2D or Dense layer with a
+            linear activation.
+        activation: String. The activation the original layer (or a following
+            ReLU layer) applied.
+        preserve: None, ``"sparsity"``, ``"clusters"`` or ``"both"``: keep the
+            kernel's zeros and/or its shared values per output channel.
+        clusters: Integer. With ``preserve`` clusters: values per channel.
+        **kwargs: Layer arguments.
+
+    Returns:
+        A Keras layer.
+
+    Example:
+        >>> import keras_opt.optimization as kopt  # doctest: +SKIP
+        >>> kopt.quantize(model).get_layer("head")  # doctest: +SKIP
+        <QuantizeKernel name=head, built=True>
+    """
+
+    compression_kind = "quantize"
+
+    def __init__(
+        self,
+        layer: Any,
+        activation: str = "linear",
+        preserve: str | None = None,
+        clusters: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("name", layer.name)
+        super().__init__(layer, **kwargs)
+        self.activation = activation
+        self.preserve = preserve
+        self.clusters = int(clusters)
+
+    # Kernel layout: per-channel fake quant works on the last axis.
+    def _channels_last(self, w: Any) -> Any:
+        if isinstance(self.layer, keras.layers.DepthwiseConv2D):
+            shape = tuple(w.shape)
+            return ops.reshape(w, (*shape[:-2], shape[-2] * shape[-1]))
+        return w
+
+    def build(self, input_shape: Any = None) -> None:
+        super().build(input_shape)
+        self.kernel_variable = kernels.kernel_variables(self.layer)["kernel"]
+        shape = tuple(self.kernel_variable.shape)
+        channels = int(np.prod(shape[-2:])) if self._is_depthwise else int(shape[-1])
+        # Dense kernels are quantized per tensor: TF 2.21's converter rejects a per-channel
+        # fake-quant MatMul kernel ("'tfl.transpose' op has mismatched quantized axes").
+        ranges = () if self._per_tensor else (channels,)
+        self.kernel_min = _replica_mean("kernel_min", ranges, -1.0)
+        self.kernel_max = _replica_mean("kernel_max", ranges, 1.0)
+        if self.preserve in ("sparsity", "both"):
+            self.sparsity_mask = keras.Variable(
+                np.ones(shape, "float32"), trainable=False, name="sparsity_mask"
+            )
+        if self.preserve in ("clusters", "both"):
+            self.centroids = self.add_weight(
+                name="centroids", shape=(channels, self.clusters), initializer="zeros"
+            )
+            self.cluster_indices = keras.Variable(
+                np.zeros(self._channels_last_shape(shape), "int32"),
+                trainable=False,
+                name="cluster_indices",
+            )
+        self.output_range = (
+            _Range(self, "output") if self.activation not in PRE_QUANT_ACTIVATIONS else None
+        )
+        self.pre_activation_range = (
+            _Range(self, "pre_activation") if self.activation in PRE_QUANT_ACTIVATIONS else None
+        )
+        self.built = True
+
+    @property
+    def _per_tensor(self) -> bool:
+        return isinstance(self.layer, keras.layers.Dense)
+
+    @property
+    def _is_depthwise(self) -> bool:
+        return isinstance(self.layer, keras.layers.DepthwiseConv2D)
+
+    def _channels_last_shape(self, shape: tuple) -> tuple:
+        return (*shape[:-2], shape[-2] * shape[-1]) if self._is_depthwise else shape
+
+    def initialize_preserved(self) -> None:
+        """Record the kernel's zeros and shared values (from a pruned/clustered model)."""
+        kernel = ops.convert_to_numpy(self.kernel_variable.value)
+        if self.preserve in ("sparsity", "both"):
+            self.sparsity_mask.assign((kernel != 0).astype("float32"))
+        if self.preserve in ("clusters", "both"):
+            rows = np.asarray(ops.convert_to_numpy(self._channels_last(kernel)))
+            rows = rows.reshape(-1, rows.shape[-1]).T  # (channels, weights)
+            centroids = np.zeros((rows.shape[0], self.clusters), "float32")
+            indices = np.zeros(rows.shape, "int32")
+            for c, row in enumerate(rows):
+                values = np.unique(row)
+                if values.size > self.clusters:
+                    raise ValueError(
+                        f"Layer {self.layer.name!r} has {values.size} distinct kernel values in "
+                        f"output channel {c}, more than the {self.clusters} clusters to "
+                        "preserve: cluster and strip the model before quantizing it with "
+                        "preserve='clusters'."
+                    )
+                centroids[c, : values.size] = values
+                centroids[c, values.size :] = values[-1]
+                indices[c] = np.searchsorted(values, row)
+            self.centroids.assign(centroids)
+            self.cluster_indices.assign(indices.T.reshape(self.cluster_indices.shape))
+
+    def effective_kernel(self) -> Any:
+        """The float kernel before fake quantization (zeros and shared values kept)."""
+        kernel = tf.convert_to_tensor(self.kernel_variable.value)
+        if self.preserve in ("clusters", "both"):
+            flat = ops.reshape(self.cluster_indices.value, (-1, self.centroids.shape[0]))
+            values = ops.take_along_axis(
+                ops.transpose(self.centroids.value), flat, axis=0
+            )  # (weights, channels)
+            clustered = ops.reshape(values, tuple(self.kernel_variable.shape))
+            kernel = clustered + (kernel - ops.stop_gradient(kernel))
+        if self.preserve in ("sparsity", "both"):
+            kernel = kernel * self.sparsity_mask.value
+        return kernel
+
+    def call(self, inputs: Any, training: Any = None) -> Any:
+        kernel = self.effective_kernel()
+        rows = self._channels_last(kernel)
+        if training:
+            axes = None if self._per_tensor else tuple(range(len(rows.shape) - 1))
+            bound = ops.maximum(ops.max(ops.abs(ops.stop_gradient(rows)), axis=axes), 1e-8)
+            self.kernel_min.assign(-bound)
+            self.kernel_max.assign(bound)
+        fake_quant = (
+            tf.quantization.fake_quant_with_min_max_vars
+            if self._per_tensor
+            else tf.quantization.fake_quant_with_min_max_vars_per_channel
+        )
+        quantized = fake_quant(
+            rows, self.kernel_min.value, self.kernel_max.value, num_bits=8, narrow_range=True
+        )
+        quantized = ops.reshape(quantized, tuple(self.kernel_variable.shape))
+        with kernels.substitute([(self.kernel_variable, quantized)]):
+            outputs = self.layer(inputs)
+        if self.pre_activation_range is not None:
+            outputs = self.pre_activation_range(outputs, training)
+        outputs = keras.activations.get(self.activation)(outputs)
+        if self.output_range is not None:
+            outputs = self.output_range(outputs, training)
+        return outputs
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return self.layer.compute_output_shape(input_shape)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(activation=self.activation, preserve=self.preserve, clusters=self.clusters)
+        return config
+
+    def compressed_values(self) -> dict[str, Any]:
+        """``{"kernel": numpy}``: the float kernel `strip` writes into the plain layer."""
+        return {"kernel": ops.convert_to_numpy(self.effective_kernel())}
