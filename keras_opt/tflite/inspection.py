@@ -19,7 +19,7 @@ import numpy as np
 
 from keras_opt.tflite._runtime import read_tflite
 
-__all__ = ["inspect_tflite", "io_details"]
+__all__ = ["inspect_tflite", "io_details", "variable_tensor_count"]
 
 
 def _names(cls: Any) -> dict[int, str]:
@@ -38,7 +38,9 @@ def inspect_tflite(model: bytes | str | os.PathLike) -> dict[str, Any]:
         ``custom_ops``, ``tensor_types`` (type -> count), ``int8_tensors``,
         ``dequantize_count``, ``quantize_count``, ``weight_bytes`` (bytes
         of constant buffers) and ``input_shapes`` (``name`` and ``shape`` of
-        each input of the main graph, -1 for a dynamic axis).
+        each input of the main graph, -1 for a dynamic axis) and
+        ``variable_tensors`` (state kept between invocations, e.g. by a fused
+        LSTM: an app must reset it before each run).
 
     Raises:
         ValueError: for a missing, truncated or corrupt file, or bytes that are
@@ -97,12 +99,14 @@ def _inspect(content: bytes) -> dict[str, Any]:
     used: Counter = Counter()
     types: Counter = Counter()
     int8_names: list[str] = []
+    variables = 0
     for s in range(model.SubgraphsLength()):
         sg = model.Subgraphs(s)
         for o in range(sg.OperatorsLength()):
             used[codes[sg.Operators(o).OpcodeIndex()]] += 1
         for t in range(sg.TensorsLength()):
             tensor = sg.Tensors(t)
+            variables += int(bool(tensor.IsVariable()))
             tname = type_names.get(tensor.Type(), str(tensor.Type()))
             types[tname] += 1
             if tname == "INT8":
@@ -137,6 +141,7 @@ def _inspect(content: bytes) -> dict[str, Any]:
         "quantize_count": used.get("QUANTIZE", 0),
         "weight_bytes": weight_bytes,
         "input_shapes": input_shapes,
+        "variable_tensors": variables,
     }
 
 
@@ -170,3 +175,20 @@ def io_details(interpreter: Any) -> dict[str, list[dict[str, Any]]]:
         "inputs": [_detail(d) for d in interpreter.get_input_details()],
         "outputs": [_detail(d) for d in interpreter.get_output_details()],
     }
+
+
+def variable_tensor_count(content: bytes) -> int:
+    """How many variable (stateful) tensors a TFLite flatbuffer has, in every subgraph.
+
+    A tf_keras LSTM converts to a fused ``UNIDIRECTIONAL_SEQUENCE_LSTM`` whose hidden
+    and cell states are variable tensors: they persist between ``invoke()`` calls, so
+    an app must call ``reset_all_variables()`` (C++ ``ResetVariableTensors()``) before
+    each independent input.
+
+    Args:
+        content: Bytes of the ``.tflite`` file.
+
+    Returns:
+        Integer >= 0.
+    """
+    return int(inspect_tflite(content)["variable_tensors"])

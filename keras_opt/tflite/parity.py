@@ -82,7 +82,13 @@ def run_tflite(
     """
     from ai_edge_litert.interpreter import Interpreter
 
+    from keras_opt.tflite.inspection import variable_tensor_count
+
     interp = Interpreter(model_content=content, num_threads=threads)
+    interp.allocate_tensors()
+    # Fused LSTMs keep their state in variable tensors across invokes; every batch is
+    # an independent input, as for the Keras model, so the state is reset before each.
+    stateful = variable_tensor_count(content) > 0
     runner = interp.get_signature_runner()
     in_det = runner.get_input_details()
     out_det = runner.get_output_details()
@@ -111,6 +117,8 @@ def run_tflite(
                 info = np.iinfo(dtype)
                 x = np.clip(np.round(x / scale + zero), info.min, info.max)
             feed[mapping[name]] = x.astype(dtype)
+        if stateful:
+            interp.reset_all_variables()
         out = runner(**feed)
         for i, name in enumerate(order):
             y = out[name]

@@ -154,6 +154,14 @@ def write_report(out_dir: str, manifest: dict[str, Any]) -> str:
             )
         if v.get("batch_note"):
             notes.append(f"- `{v['name']}`: {v['batch_note']}")
+        if ops.get("variable_tensors") and not v.get("same_file_as"):
+            notes.append(
+                f"- `{v['file']}` keeps state in {ops['variable_tensors']} variable tensor(s) "
+                "between invocations (a fused LSTM): the app must call "
+                "`interpreter.reset_all_variables()` (C++: `ResetVariableTensors()`) before "
+                "each independent input, as keras_opt's parity check does; without it the "
+                "outputs drift from the second call on."
+            )
         if ops.get("needs_flex_delegate"):
             notes.append(
                 f"- `{v['file']}` uses TensorFlow ops ({', '.join(ops['custom_ops'])}): the app "

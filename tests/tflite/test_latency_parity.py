@@ -21,11 +21,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def conv_file(tmp_path_factory):
-    """A float32 conv net on 64x64x3 (~1 ms a run: well above the tool's 0.01 ms rounding)."""
+    """A float32 conv net on 64x64x3 (~2 ms a run: well above the tool's 0.01 ms rounding)."""
     keras.utils.set_random_seed(0)
     inputs = keras.Input((64, 64, 3), name="image")
     x = inputs
-    for filters in (32, 64, 64):
+    for filters in (16, 32, 32):
         x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
         x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
         x = keras.layers.MaxPooling2D()(x)
@@ -60,22 +60,26 @@ def _litert_benchmark(path, threads, runs, warmup, tmp_path):
 
 
 def test_same_protocol_and_close_latency_as_litert_benchmark(conv_file, tmp_path):
-    threads, runs, warmup = 1, 30, 5
-    ours = benchmark(conv_file, threads=threads, runs=runs, warmup=warmup)
-    tool = _litert_benchmark(conv_file, threads, runs, warmup, tmp_path)
-    lat = tool["latency"]
-    # Same protocol, read back from both results.
-    assert (ours.threads, ours.warmup, ours.runs) == (
-        tool["num_threads"],
-        lat["num_warmup_runs"],
-        lat["num_runs"],
-    )
+    threads, runs, warmup = 1, 15, 3
+    ours_p50, tool_p50 = [], []
+    for _ in range(3):  # alternate, and compare the least disturbed repeat of each
+        ours = benchmark(conv_file, threads=threads, runs=runs, warmup=warmup)
+        tool = _litert_benchmark(conv_file, threads, runs, warmup, tmp_path)
+        lat = tool["latency"]
+        ours_p50.append(ours.latency_ms["p50"])
+        tool_p50.append(lat["median_ms"])
+        # Same protocol, read back from both results.
+        assert (ours.threads, ours.warmup, ours.runs) == (
+            tool["num_threads"],
+            lat["num_warmup_runs"],
+            lat["num_runs"],
+        )
     assert ours.input_data == "random uniform(-1, 1), seed 0"  # the tool's distribution
     assert len(ours.samples_ms) == runs
     assert ours.latency_ms["p50"] == pytest.approx(float(np.median(ours.samples_ms)))
-    assert lat["median_ms"] >= 0.2  # large enough for the tool's 0.01 ms rounding
-    ratio = ours.latency_ms["p50"] / lat["median_ms"]
-    assert 0.5 <= ratio <= 2.0, (ours.latency_ms, lat)
+    assert min(tool_p50) >= 0.2  # large enough for the tool's 0.01 ms rounding
+    ratio = min(ours_p50) / min(tool_p50)
+    assert 0.5 <= ratio <= 2.0, (ours_p50, tool_p50)
 
 
 def test_warmup_includes_the_first_run(conv_file):
