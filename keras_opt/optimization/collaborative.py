@@ -1,13 +1,15 @@
 """Collaborative optimization: prune -> cluster -> QAT, each stage kept by the next.
 
-One call runs PQAT, CQAT or PCQAT with the user's data: every stage wraps the
-previous (stripped) result, fine-tunes it with the user's compile settings,
-and the next stage preserves what it did (sparsity-preserving clustering,
-prune/cluster-preserving quantization schemes from TFMOT).
+One call runs PQAT, CQAT or PCQAT (or any single stage) with the user's data:
+every stage wraps the previous (stripped) result, fine-tunes it with the
+user's compile settings, and the next stage preserves what it did
+(sparsity-preserving clustering, prune/cluster-preserving QAT). Keras 3 runs
+on keras_opt's native engine, tf_keras on TFMOT's collaborative schemes.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Any
 
@@ -19,7 +21,7 @@ from keras_opt.optimization.pruning_callbacks import callbacks as pruning_callba
 from keras_opt.optimization.quantization import quantize
 from keras_opt.optimization.strip import strip
 
-__all__ = ["collaborative", "RECIPES"]
+__all__ = ["collaborative", "RECIPES", "stages_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +29,42 @@ RECIPES = {
     "pqat": ("prune", "quantize"),
     "cqat": ("cluster", "quantize"),
     "pcqat": ("prune", "cluster", "quantize"),
+    "pc": ("prune", "cluster"),
+    "prune": ("prune",),
+    "cluster": ("cluster",),
+    "quantize": ("quantize",),
 }
+"""Named recipes; a tuple of stage names in the order prune, cluster, quantize works too."""
+
+_ORDER = ("prune", "cluster", "quantize")
+
+
+def stages_of(recipe: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The stages of ``recipe``, checked: each at most once, in the order prune, cluster, QAT.
+
+    Example:
+        >>> stages_of("pcqat")
+        ('prune', 'cluster', 'quantize')
+    """
+    if isinstance(recipe, str):
+        _validation.one_of("recipe", recipe, tuple(RECIPES))
+        return RECIPES[recipe]
+    if not isinstance(recipe, (tuple, list)) or not recipe:
+        _validation.fail(
+            "recipe", f"a recipe name ({', '.join(RECIPES)}) or a tuple of stages", recipe
+        )
+    stages = tuple(recipe)
+    for stage in stages:
+        _validation.one_of("recipe", stage, _ORDER)
+    if len(set(stages)) != len(stages) or list(stages) != sorted(stages, key=_ORDER.index):
+        _validation.fail(
+            "recipe",
+            "stages in the order prune, cluster, quantize, each at most once (a later stage "
+            "can keep an earlier one's zeros and shared values, not the other way round: "
+            "pruning after clustering adds values, clustering after QAT loses the int8 grid)",
+            recipe,
+        )
+    return stages
 
 
 def _compile_like(model: Any, source: Any, optimizer: Any, loss: Any, metrics: Any) -> None:
@@ -43,7 +80,7 @@ def collaborative(
     x: Any,
     y: Any = None,
     *,
-    recipe: str = "pcqat",
+    recipe: str | tuple[str, ...] = "pcqat",
     target_sparsity: float = 0.5,
     number_of_clusters: int = 16,
     epochs: int = 1,
@@ -53,16 +90,19 @@ def collaborative(
     loss: Any = None,
     metrics: list | None = None,
     skip_unsupported: bool = False,
+    callbacks: list | None = None,
     verbose: int = 0,
 ) -> Any:
     """Run PQAT, CQAT or PCQAT on a trained, compiled model, fine-tuning between stages.
 
     Args:
-        model: A trained, compiled tf_keras model. It is not modified.
+        model: A trained, compiled model of the flavor in use. It is not modified.
         x: Training inputs, as for ``fit`` (arrays or a dataset).
         y: Training targets, as for ``fit``.
-        recipe: String. ``"pqat"`` (prune, QAT), ``"cqat"`` (cluster, QAT) or
-            ``"pcqat"`` (prune, cluster, QAT).
+        recipe: String or tuple. ``"pqat"`` (prune, QAT), ``"cqat"`` (cluster,
+            QAT), ``"pcqat"`` (prune, cluster, QAT), ``"pc"``, a single stage
+            (``"prune"``, ``"cluster"``, ``"quantize"``), or a tuple of stages
+            in that order.
         target_sparsity: Float in [0, 1). Sparsity of the pruning stage.
         number_of_clusters: Integer >= 2. Values per kernel of the clustering stage.
         epochs: Integer >= 1. Fine-tuning epochs per stage.
@@ -73,25 +113,32 @@ def collaborative(
         loss: Loss; None reuses ``model.loss``.
         metrics: Metrics list; None compiles without metrics.
         skip_unsupported: Boolean. Passed to `quantize`.
+        callbacks: List of callbacks or None, added to every stage's ``fit``
+            (e.g. a progress bar or LRScheduler); each stage gets a deep copy.
         verbose: Integer. ``fit`` verbosity.
 
     Returns:
-        The quantization-aware model of the last stage; convert it to int8
-        TFLite directly (the zeros and shared values survive the conversion).
+        The model of the last stage: quantization-aware when the recipe ends
+        with QAT (convert it to int8 TFLite directly: the zeros and shared
+        values survive the conversion), else stripped.
 
     Raises:
-        FlavorError: under Keras 3.
-        ValueError: for an unknown recipe, an uncompiled model with no
-            ``loss``/``optimizer`` given, or bad stage arguments.
+        TypeError: for a model of the other flavor.
+        ValueError: for an unknown recipe or a stage order that cannot be
+            preserved, an uncompiled model with no ``loss``/``optimizer``
+            given, or bad stage arguments.
 
     Example:
         >>> import keras_opt.optimization as kopt  # doctest: +SKIP
         >>> qat = kopt.collaborative(model, x, y, recipe="pcqat", epochs=2)  # doctest: +SKIP
+        >>> small = kopt.collaborative(model, x, y, recipe=("prune", "cluster"))  # doctest: +SKIP
     """
     _engine.get_engine("collaborative")
     backend.check_model(model)
-    _validation.one_of("recipe", recipe, tuple(RECIPES))
+    stages = stages_of(recipe)
     _validation.integer("epochs", epochs, minimum=1)
+    if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+        _validation.fail("callbacks", "a list of callbacks or None", callbacks, exc=TypeError)
     loss = loss if loss is not None else getattr(model, "loss", None)
     if loss is None or (optimizer is None and getattr(model, "optimizer", None) is None):
         _validation.fail(
@@ -100,7 +147,6 @@ def collaborative(
             model.name,
             hint="Call model.compile(...) first",
         )
-    stages = RECIPES[recipe]
     fit_args = {"epochs": epochs, "batch_size": batch_size, "verbose": verbose}
     if validation_data is not None:
         fit_args["validation_data"] = validation_data
@@ -112,13 +158,15 @@ def collaborative(
             wrapped = cluster(current, number_of_clusters, preserve_sparsity="prune" in stages)
         else:
             preserve = {
+                (): None,
                 ("prune",): "sparsity",
                 ("cluster",): "clusters",
                 ("prune", "cluster"): "both",
             }[stages[:-1]]
             wrapped = quantize(current, preserve=preserve, skip_unsupported=skip_unsupported)
         _compile_like(wrapped, model, optimizer, loss, metrics)
-        wrapped.fit(x, y, callbacks=pruning_callbacks(wrapped), **fit_args)
+        stage_callbacks = copy.deepcopy(list(callbacks or [])) + pruning_callbacks(wrapped)
+        wrapped.fit(x, y, callbacks=stage_callbacks, **fit_args)
         logger.info("Collaborative stage %r done.", stage)
         current = wrapped if stage == "quantize" else strip(wrapped)
     return current

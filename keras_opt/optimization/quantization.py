@@ -162,8 +162,11 @@ def quantize(
     _validation.one_of("preserve", preserve, (None, "sparsity", "clusters", "both"))
     report = check(model)
     flat = _graph.flatten_nested(model)
-    chosen = select_layers(list(_graph.iter_layers(flat)), layers, skip, what="quantized")
-    blocked = [u for u in report.unsupported if u.name in chosen]
+    all_layers = list(_graph.iter_layers(flat))
+    chosen = select_layers(all_layers, layers, skip, what="quantized")
+    layer_names = {layer.name for layer in all_layers}
+    # A raw op in the graph (not a layer, so never chosen or skipped by name) blocks too.
+    blocked = [u for u in report.unsupported if u.name in chosen or u.name not in layer_names]
     if blocked and not skip_unsupported:
         raise ValueError(
             str(CompatibilityReport(tuple(blocked)))

@@ -1,4 +1,8 @@
-"""Collaborative optimization: each stage's result survives the next (tf_keras)."""
+"""Collaborative optimization: each stage's result survives the next.
+
+TFMOT's schemes are checked here (tf_keras); the native engine's PCQAT is checked
+from the int8 file in test_native_qat.py. Argument checks run in both flavors.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,6 @@ import pytest
 
 import keras_opt.optimization as kopt
 from tests.conftest import build_sequential_cnn
-
-pytestmark = pytest.mark.tf_keras_only
 
 KERNELS = ("stem", "res_conv", "head")
 
@@ -28,6 +30,7 @@ def pcqat(trained_residual, digits):
     )
 
 
+@pytest.mark.tf_keras_only
 def test_pcqat_keeps_sparsity_and_clusters_through_qat(pcqat):
     report = kopt.summary(pcqat)
     rows = [row for row in report.layers if row.weights]
@@ -44,6 +47,7 @@ def test_pcqat_keeps_sparsity_and_clusters_through_qat(pcqat):
 
 
 def test_pqat_recipe_keeps_the_sparsity_through_qat(digits, trained_residual):
+    """Both engines: the QAT model's effective kernels keep the pruned zeros."""
     x, y, _, _ = digits
     pqat = kopt.collaborative(
         trained_residual, x[:128], y[:128], recipe="pqat", target_sparsity=0.6, batch_size=64
@@ -57,6 +61,7 @@ def test_pqat_recipe_keeps_the_sparsity_through_qat(digits, trained_residual):
     ("kwargs", "match"),
     [
         ({"recipe": "qat"}, "Argument `recipe` must be one of 'pqat'"),
+        ({"recipe": ("quantize", "cluster")}, "in the order prune, cluster, quantize"),
         ({"epochs": 0}, r"Argument `epochs` must be >= 1"),
     ],
 )
@@ -70,3 +75,31 @@ def test_bad_arguments_name_the_argument(kwargs, match):
 def test_uncompiled_model_needs_loss_and_optimizer():
     with pytest.raises(ValueError, match="a compiled model"):
         kopt.collaborative(build_sequential_cnn(), np.zeros((4, 8, 8, 1)), np.zeros(4))
+
+
+def test_single_stage_recipes_and_callbacks_reach_every_stage(digits, trained_residual):
+    from keras_opt.backend import keras
+
+    x, y, _, _ = digits
+
+    class Count(keras.callbacks.Callback):
+        fits = 0
+
+        def on_train_begin(self, logs=None):
+            Count.fits += 1
+
+    pc = kopt.collaborative(
+        trained_residual,
+        x[:128],
+        y[:128],
+        recipe="pc",
+        target_sparsity=0.5,
+        number_of_clusters=8,
+        batch_size=64,
+        callbacks=[Count()],
+    )
+    assert Count.fits == 2  # one deep copy per stage
+    head = kopt.summary(pc)["head"]
+    assert not head.wrappers  # stripped after the last stage
+    assert head.sparsity == pytest.approx(0.5, abs=0.01)
+    assert head.unique_values <= 8

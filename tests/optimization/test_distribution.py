@@ -83,6 +83,11 @@ NATIVE_SCRIPT = textwrap.dedent(
     centroids = [np.asarray(v.numpy())
                  for v in clustered.get_layer("head").centroids["kernel"].value.values]
     stripped = kopt.strip(clustered).get_layer("head").get_weights()[0]
+    with strategy.scope():
+        qat = compile_classifier(kopt.quantize(build_residual_cnn()))
+    history = qat.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    head_range = qat.get_layer("head").pre_activation_range.max
+    ranges = [np.asarray(v.numpy()) for v in head_range.value.values]
     print(json.dumps({
         "replicas": strategy.num_replicas_in_sync,
         "masks_equal": bool(np.array_equal(masks[0], masks[1])),
@@ -91,6 +96,8 @@ NATIVE_SCRIPT = textwrap.dedent(
         "head_sparsity": float(np.mean(head == 0)),
         "centroids_equal": bool(np.array_equal(centroids[0], centroids[1])),
         "clustered_values": int(np.unique(stripped).size),
+        "qat_loss_finite": bool(np.isfinite(history.history["loss"][-1])),
+        "qat_ranges_equal": bool(np.array_equal(ranges[0], ranges[1])),
     }))
     """
 )
@@ -113,7 +120,7 @@ def _run(script: str, legacy: str) -> dict:
 
 
 @pytest.mark.keras3_only
-def test_native_prune_and_cluster_under_mirrored_strategy_keep_replicas_identical():
+def test_native_prune_cluster_and_qat_under_mirrored_strategy_keep_replicas_identical():
     report = _run(NATIVE_SCRIPT, "0")
     assert report["replicas"] == 2
     assert report["masks_equal"]
@@ -122,6 +129,8 @@ def test_native_prune_and_cluster_under_mirrored_strategy_keep_replicas_identica
     assert report["head_sparsity"] == pytest.approx(0.5, abs=0.01)
     assert report["centroids_equal"]
     assert report["clustered_values"] <= 8
+    assert report["qat_loss_finite"]
+    assert report["qat_ranges_equal"]
 
 
 @pytest.mark.tf_keras_only

@@ -8,34 +8,18 @@ import numpy as np
 import pytest
 
 import keras_opt.optimization as kopt
-from keras_opt.backend import FlavorError, keras
+from keras_opt.backend import keras
 from keras_opt.optimization.layers import select_layers
 from tests.conftest import build_residual_cnn
 
-TFMOT_CALLS = {
-    "quantize": lambda m: kopt.quantize(m),
-    "check": lambda m: kopt.check(m),
-    "collaborative": lambda m: kopt.collaborative(m, np.zeros((2, 8, 8, 1)), np.zeros(2)),
-}
-
 
 @pytest.mark.keras3_only
-@pytest.mark.parametrize("name", sorted(TFMOT_CALLS))
-def test_qat_functions_raise_one_clear_error_under_keras3(name):
-    model = build_residual_cnn()
-    with pytest.raises(FlavorError) as info:
-        TFMOT_CALLS[name](model)
-    message = str(info.value)
-    assert f"keras_opt.optimization.{name}" in message
-    assert "TF_USE_LEGACY_KERAS=1" in message
-    assert "before TensorFlow is imported" in message
-
-
-@pytest.mark.keras3_only
-def test_prune_cluster_strip_and_callbacks_are_served_natively_under_keras3():
+def test_every_compression_function_is_served_natively_under_keras3():
     from keras_opt.optimization import _engine
 
-    assert _engine.get_engine("prune").name == "native"
+    for feature in ("prune", "cluster", "strip", "callbacks", "quantize", "check"):
+        assert _engine.get_engine(feature).name == "native"
+    assert _engine.get_engine("collaborative").name == "native"
     model = build_residual_cnn()
     pruned = kopt.prune(model, target_sparsity=0.5)
     assert kopt.callbacks(pruned) == []

@@ -59,7 +59,7 @@ class NativeEngine:
     # Quantization-aware training -------------------------------------------
     def unsupported_layers(self, model: Any) -> list:
         flat = qat_graph.inline_nested(model)
-        return [d for d in map(qat_graph.diagnose, flat.layers) if d is not None]
+        return [d for d in map(qat_graph.diagnose, flat.operations) if d is not None]
 
     def quantize(self, model: Any, chosen: set[str], preserve: str | None) -> Any:
         return qat_graph.build_qat_model(model, chosen, preserve)

@@ -73,6 +73,14 @@ def diagnose(layer: Any) -> Any:
     """None when native QAT handles ``layer``, else an `UnsupportedLayer` saying why not."""
     from keras_opt.optimization.quantization import UnsupportedLayer
 
+    if not isinstance(layer, _L.Layer):  # a keras.ops call in the graph (x * 0.5 ...)
+        return UnsupportedLayer(
+            layer.name,
+            type(layer).__name__,
+            "a raw keras.ops operation has no quantization recipe.",
+            "Replace it with a Keras layer (e.g. keras.layers.Multiply, Add, Rescaling), "
+            + _SKIP_FIX,
+        )
     if isinstance(layer, (_L.InputLayer, *KERNEL_LAYERS, *PASSTHROUGH, *OUTPUT_LAYERS)):
         if isinstance(layer, _L.Conv2D | _L.Conv1D) and getattr(layer, "groups", 1) != 1:
             return UnsupportedLayer(
@@ -206,7 +214,8 @@ def _clusters_per_channel(kernel: np.ndarray, depthwise: bool) -> int:
     return int(max(np.unique(row).size for row in rows))
 
 
-MAX_PRESERVED_CLUSTERS = 256
+MAX_PRESERVED_CLUSTERS = 64
+"""More distinct values per output channel than this: the kernel was not clustered."""
 
 
 def _input_name(tensor: Any) -> str:
@@ -250,8 +259,11 @@ def build_qat_model(model: Any, chosen: set[str], preserve: str | None) -> Any:
             return _activation_of(user)
         return None
 
-    for layer in flat.layers:
+    for layer in flat.operations:
         if id(layer) in absorbed or isinstance(layer, _L.InputLayer):
+            continue
+        if not isinstance(layer, _L.Layer):  # a keras.ops call: reused as it is
+            replace[id(layer)] = layer
             continue
         if layer.name not in chosen:
             replace[id(layer)] = _graph.copy_layer(layer)

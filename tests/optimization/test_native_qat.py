@@ -1,0 +1,224 @@
+"""Native quantization-aware training under Keras 3, checked from the .tflite file.
+
+The int8 and int8_only conversions of a native QAT model have every conv and
+fully-connected kernel in int8, no Flex op, and agree with the Keras QAT model
+on held-out digits, for the residual CNN and a MobileNet-style block.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_opt.optimization as kopt
+from keras_opt.backend import keras
+from tests.conftest import build_sequential_cnn, compile_classifier
+from tests.optimization.conftest import accuracy
+
+pytestmark = pytest.mark.keras3_only
+
+L = keras.layers
+KERNEL_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
+
+def mobilenet_style():
+    """DepthwiseConv + BN + ReLU6 inverted-residual block with a residual Add."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    h = L.Conv2D(24, 3, padding="same", use_bias=False, name="stem")(inputs)
+    h = L.ReLU(6.0, name="stem_relu6")(L.BatchNormalization(name="stem_bn")(h))
+    r = L.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(h)
+    r = L.ReLU(6.0, name="dw_relu6")(L.BatchNormalization(name="dw_bn")(r))
+    r = L.BatchNormalization(name="project_bn")(L.Conv2D(24, 1, use_bias=False, name="project")(r))
+    h = L.Add(name="residual")([h, r])
+    h = L.Flatten()(L.MaxPooling2D()(h))
+    outputs = L.Dense(10, activation="softmax", name="head")(h)
+    return keras.Model(inputs, outputs, name="mobilenet_style")
+
+
+def convert(model, int8_io=False):
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if int8_io:
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def ops_and_predictions(content, x):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=content)
+    interpreter.allocate_tensors()
+    details = interpreter.get_tensor_details()
+    ops = [
+        (op["op_name"], [details[i]["dtype"] for i in op["inputs"] if i >= 0])
+        for op in interpreter._get_ops_details()
+        if op["op_name"] != "DELEGATE"
+    ]
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    predictions = []
+    for image in x:
+        value = image[None]
+        if inp["dtype"] == np.int8:
+            scale, zero = inp["quantization"]
+            value = np.clip(np.round(value / scale + zero), -128, 127).astype(np.int8)
+        interpreter.set_tensor(inp["index"], value)
+        interpreter.invoke()
+        predictions.append(int(np.argmax(interpreter.get_tensor(out["index"]))))
+    return ops, np.asarray(predictions)
+
+
+@pytest.fixture(scope="module")
+def qat_models(trained_residual, digits):
+    x, y, _, _ = digits
+    mobile = compile_classifier(mobilenet_style(), keras.optimizers.Adam(3e-3))
+    mobile.fit(x, y, epochs=6, batch_size=32, verbose=0)
+    out = {}
+    for name, model in (("residual", trained_residual), ("mobilenet_style", mobile)):
+        qat = compile_classifier(kopt.quantize(model), keras.optimizers.Adam(1e-4))
+        qat.fit(x, y, epochs=1, batch_size=32, verbose=0)
+        out[name] = (model, qat)
+    return out
+
+
+@pytest.mark.parametrize("name", ["residual", "mobilenet_style"])
+@pytest.mark.parametrize("int8_io", [False, True], ids=["int8", "int8_only"])
+def test_every_kernel_is_int8_no_flex_and_the_file_agrees_with_keras(
+    name, int8_io, qat_models, digits
+):
+    _, _, x_test, y_test = digits
+    float_model, qat = qat_models[name]
+    ops, predictions = ops_and_predictions(convert(qat, int8_io), x_test)
+    kernels = [inputs for op, inputs in ops if op in KERNEL_OPS]
+    assert len(kernels) == (3 if name == "residual" else 4)
+    assert all(inputs[0] == np.int8 and inputs[1] == np.int8 for inputs in kernels), ops
+    assert not [op for op, _ in ops if "FLEX" in op.upper() or op == "CUSTOM"]
+    # No float op between int8 kernels: BN folded, ReLU/ReLU6 fused, one DEQUANTIZE at most
+    # (for the float output of the int8 variant).
+    names = [op for op, _ in ops]
+    assert not [op for op in names if op in ("MUL", "RELU", "RELU6")], names
+    assert names.count("DEQUANTIZE") == (0 if int8_io else 1)
+    assert names.count("QUANTIZE") == (0 if int8_io else 1)
+    assert names.count("ADD") == 1
+    keras_predictions = np.argmax(qat.predict(x_test, verbose=0), axis=-1)
+    assert np.mean(predictions == keras_predictions) >= 0.99
+    if name == "residual":
+        assert np.mean(predictions == y_test) >= accuracy(float_model, x_test, y_test) - 0.02
+
+
+def test_conv_batchnorm_is_folded_and_relu_fused(qat_models):
+    _, qat = qat_models["mobilenet_style"]
+    kinds = {layer.name: type(layer).__name__ for layer in qat.layers}
+    assert not {"BatchNormalization", "ReLU"} & set(kinds.values())
+    assert kinds["stem"] == kinds["dw"] == kinds["project"] == "QuantizeKernel"
+    assert qat.get_layer("stem").activation == "relu6"
+    assert qat.get_layer("project").activation == "linear"
+    assert qat.get_layer("head").activation == "softmax"
+    assert qat.get_layer("head").output_range is None  # TFLite fixes softmax's range
+
+
+def test_strip_saves_and_loads_a_qat_model(qat_models, digits, tmp_path):
+    _, _, x_test, _ = digits
+    _, qat = qat_models["residual"]
+    qat.save(tmp_path / "qat.keras")
+    loaded = keras.models.load_model(tmp_path / "qat.keras")
+    np.testing.assert_allclose(
+        loaded.predict(x_test[:16], verbose=0), qat.predict(x_test[:16], verbose=0), atol=1e-6
+    )
+    stripped = kopt.strip(qat)
+    assert all(type(layer).__module__.startswith("keras.") for layer in stripped.layers)
+    np.testing.assert_allclose(
+        stripped.predict(x_test[:32], verbose=0), qat.predict(x_test[:32], verbose=0), atol=0.1
+    )
+    kept = kopt.strip(qat, keep_quantization=True)
+    assert any(type(layer).__name__ == "QuantizeKernel" for layer in kept.layers)
+
+
+def _awkward_model():
+    """Rescaling, an LSTM and a raw keras.ops call: three things int8 QAT cannot take."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    x = L.Rescaling(2.0, name="rescale")(inputs)
+    x = L.Conv2D(8, 3, name="conv")(x)
+    x = L.Reshape((6, 48))(x)
+    x = L.LSTM(8, name="lstm")(x)
+    x = keras.ops.multiply(x, 0.5)
+    outputs = L.Dense(10, activation="softmax", name="head")(x)
+    return keras.Model(inputs, outputs)
+
+
+def test_check_and_quantize_name_every_unsupported_layer(digits):
+    _, _, x_test, _ = digits
+    model = _awkward_model()
+    report = kopt.check(model)
+    by_name = {u.name: u for u in report.unsupported}
+    assert set(by_name) == {"rescale", "lstm", "multiply"}
+    assert "preprocessing" in by_name["rescale"].reason
+    assert all("skip_unsupported=True" in u.fix for u in report.unsupported)
+    assert kopt.check(build_sequential_cnn()).ok
+    with pytest.raises(ValueError, match="3 layer") as info:
+        kopt.quantize(model)
+    assert "lstm (LSTM)" in str(info.value)
+    qat = kopt.quantize(model, skip_unsupported=True)
+    kinds = {layer.name: type(layer).__name__ for layer in qat.layers}
+    assert kinds["rescale"] == "Rescaling"
+    assert kinds["lstm"] == "LSTM"
+    assert kinds["conv"] == kinds["head"] == "QuantizeKernel"
+    assert qat.predict(x_test[:4], verbose=0).shape == (4, 10)
+
+
+def test_an_already_quantized_model_is_refused(qat_models):
+    _, qat = qat_models["residual"]
+    with pytest.raises(ValueError, match="already quantized"):
+        kopt.quantize(qat)
+    with pytest.raises(ValueError, match="strip first"):
+        kopt.quantize(kopt.prune(build_sequential_cnn(), 0.5))
+
+
+def test_pcqat_keeps_zeros_and_shared_values_into_the_int8_file(trained_residual, digits):
+    from ai_edge_litert.interpreter import Interpreter
+
+    x, y, x_test, _ = digits
+    pcqat = kopt.collaborative(
+        trained_residual,
+        x[:512],
+        y[:512],
+        recipe="pcqat",
+        target_sparsity=0.5,
+        number_of_clusters=16,
+        batch_size=64,
+        optimizer=keras.optimizers.Adam(1e-4),
+    )
+    for row in kopt.summary(pcqat).layers:
+        if row.weights:
+            assert row.quantized
+            assert row.sparsity == pytest.approx(0.5, abs=0.01)
+    interpreter = Interpreter(model_content=convert(pcqat))
+    interpreter.allocate_tensors()
+    kernels = [
+        interpreter.get_tensor(int(op["inputs"][1]))
+        for op in interpreter._get_ops_details()
+        if op["op_name"] in KERNEL_OPS
+    ]
+    assert len(kernels) == 3
+    for kernel in kernels:
+        assert kernel.dtype == np.int8
+        assert np.mean(kernel == 0) == pytest.approx(0.5, abs=0.02)
+        rows = kernel.reshape(kernel.shape[0], -1)  # output channel first in TFLite
+        assert max(np.unique(row).size for row in rows) <= 16
+
+
+@pytest.mark.parametrize(
+    "recipe", [("quantize", "prune"), ("cluster", "prune"), ("prune", "prune"), ()]
+)
+def test_a_stage_order_that_cannot_be_preserved_is_refused(recipe):
+    model = compile_classifier(build_sequential_cnn())
+    with pytest.raises(ValueError, match="Argument `recipe`"):
+        kopt.collaborative(model, np.zeros((4, 8, 8, 1)), np.zeros(4), recipe=recipe)
+
+
+def test_preserving_clusters_of_an_unclustered_model_is_refused(trained_residual):
+    with pytest.raises(ValueError, match="it was not clustered"):
+        kopt.quantize(trained_residual, preserve="clusters")
