@@ -60,7 +60,7 @@ def test_recurrent_model_exports_with_batch_1_and_matches_keras(build, row_digit
     result = export(
         model,
         tmp_path,
-        representative_data=x_train[:64],
+        representative_data=x_train[:32],
         eval_data=(x_test, y_test),
         variants=["float32", "float16", "dynamic_int8", "int8"],
         isolation="none",  # int8 of a recurrent model still gets its own process
