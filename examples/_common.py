@@ -1,23 +1,6 @@
-"""Shared by the example scripts: switching to tf_keras, digits data, a small CNN."""
+"""Shared by the example scripts: digits data and a small CNN."""
 
 from __future__ import annotations
-
-import os
-import sys
-
-
-def use_tf_keras() -> None:
-    """Re-run this script with TF_USE_LEGACY_KERAS=1 (TFMOT needs tf_keras).
-
-    The variable must be set before TensorFlow is imported, so call this first.
-    """
-    if os.environ.get("TF_USE_LEGACY_KERAS") != "1":
-        os.execve(
-            sys.executable,
-            [sys.executable, *sys.argv],
-            {**os.environ, "TF_USE_LEGACY_KERAS": "1"},
-        )
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def digits() -> tuple:

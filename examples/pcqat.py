@@ -1,20 +1,18 @@
 """Story: PCQAT, prune -> cluster -> QAT in one call, each stage kept by the next.
 
-Re-runs itself with ``TF_USE_LEGACY_KERAS=1`` when needed (TFMOT needs tf_keras).
+Runs in the default Keras 3 flavor on keras_opt's native engine and under
+``TF_USE_LEGACY_KERAS=1`` on TFMOT.
 
     python examples/pcqat.py [--sparsity 0.5] [--clusters 16] [--epochs 1]
 """
 
 from __future__ import annotations
 
+import argparse
+
 import _common
 
-_common.use_tf_keras()  # re-runs this script under tf_keras if needed
-
-
-import argparse  # noqa: E402
-
-import keras_opt.optimization as kopt  # noqa: E402
+import keras_opt.optimization as kopt
 
 digits = _common.digits
 build = _common.build_cnn
@@ -36,7 +34,7 @@ def main(sparsity: float = 0.5, clusters: int = 16, epochs: int = 1) -> dict:
         batch_size=32,
     )
     report = kopt.summary(qat)
-    print(report)  # every kernel: the sparsity and <= clusters values, and quantized
+    print(report)  # every kernel quantized, with the sparsity; <= clusters values per channel
     qat.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     print(f"PCQAT accuracy (fake-quant): {qat.evaluate(x_test, y_test, verbose=0)[1]:.3f}")
     return report.to_dict()

@@ -2,24 +2,21 @@
 
 Checks the model first (`kopt.check`), fine-tunes the QAT model for one
 epoch, converts it with ``tf.lite.Optimize.DEFAULT`` and measures the int8
-file's accuracy with the LiteRT interpreter. Re-runs itself with
-``TF_USE_LEGACY_KERAS=1`` when needed (TFMOT needs tf_keras).
+file's accuracy with the LiteRT interpreter. Runs in the default Keras 3
+flavor on keras_opt's native engine (BatchNorm folded, ReLU fused, every
+kernel int8) and under ``TF_USE_LEGACY_KERAS=1`` on TFMOT.
 
     python examples/qat.py [--epochs 1]
 """
 
 from __future__ import annotations
 
+import argparse
+
 import _common
+import numpy as np
 
-_common.use_tf_keras()  # re-runs this script under tf_keras if needed
-
-
-import argparse  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-import keras_opt.optimization as kopt  # noqa: E402
+import keras_opt.optimization as kopt
 
 digits = _common.digits
 build = _common.build_cnn

@@ -72,6 +72,7 @@ def test_example_runs_as_a_script(script):
     [
         ("pruning", {"sparsity": 0.5, "epochs": 1}),
         ("clustering", {"clusters": 8, "per_channel": True}),
+        ("qat", {"epochs": 1}),
     ],
 )
 def test_compression_examples_in_both_flavors(name, kwargs):
@@ -79,16 +80,6 @@ def test_compression_examples_in_both_flavors(name, kwargs):
     assert accuracy > 0.5
 
 
-# The QAT examples re-exec themselves with TF_USE_LEGACY_KERAS=1 when started
-# without it, so they are imported (and their main() called) in the tf_keras run.
-@pytest.mark.tf_keras_only
-@pytest.mark.parametrize(("name", "kwargs"), [("qat", {"epochs": 1})])
-def test_tfmot_examples(name, kwargs):
-    accuracy = _load(name).main(**kwargs)
-    assert accuracy > 0.5
-
-
-@pytest.mark.tf_keras_only
 def test_pcqat_example():
     report = _load("pcqat").main(sparsity=0.5, clusters=8, epochs=1)
     assert report["sparsity"] == pytest.approx(0.5, abs=0.02)
