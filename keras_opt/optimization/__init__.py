@@ -1,9 +1,17 @@
 """Model compression: pruning, quantization-aware training, clustering, distillation.
 
-Pruning, QAT and clustering wrap TFMOT 0.8.1, which only accepts tf_keras
-models: run with ``TF_USE_LEGACY_KERAS=1`` set before TensorFlow is imported.
-Under Keras 3 those functions raise one `keras_opt.backend.FlavorError` saying
-so. `summary` and `Distiller` work in both flavors.
+One API, two engines, chosen by the Keras flavor in use:
+
+* Keras 3 (the default): keras_opt's native engine. Compressed layers carry
+  their plan (masks, step counter, schedule, centroids, quantization ranges)
+  as variables and config, and do all per-step work inside the train step, so
+  ``fit`` and ``tuner.search`` need no callback.
+* tf_keras (``TF_USE_LEGACY_KERAS=1``): TFMOT 0.8.1; a pruned model's ``fit``
+  needs ``callbacks=keras_opt.optimization.callbacks(model)`` (keras_opt's
+  tuners and `collaborative` add it).
+
+`strip` turns either engine's model into built-in Keras layers; `summary`
+reads what compression did from the weights; `Distiller` works in both.
 
 Example:
     >>> import keras_opt.optimization as kopt

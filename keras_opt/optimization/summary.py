@@ -24,6 +24,9 @@ class LayerSummary:
         sparsity: Fraction of kernel weights that are exactly zero.
         unique_values: Number of distinct kernel values.
         quantized: Whether a quantization-aware wrapper is on the layer.
+        compressible: Whether the layer has weights compression can act on (a
+            kernel); layers without (BatchNormalization, pooling...) are listed
+            too, with ``weights == 0``, and stay as they are.
     """
 
     name: str
@@ -33,6 +36,7 @@ class LayerSummary:
     sparsity: float
     unique_values: int
     quantized: bool
+    compressible: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +71,9 @@ class CompressionSummary:
         )
         lines = [head, "-" * len(head)]
         for r in self.layers:
+            if not r.compressible:
+                lines.append(f"{r.name[:23]:<24}{r.type[:19]:<20}{'-':<18}{'-':>9}")
+                continue
             lines.append(
                 f"{r.name[:23]:<24}{r.type[:19]:<20}{','.join(r.wrappers) or '-':<18}"
                 f"{r.weights:>9}{r.sparsity:>10.1%}{r.unique_values:>8}"
@@ -98,7 +105,7 @@ def summary(model: Any) -> CompressionSummary:
 
     Every number is read from the weights (kernels; biases are left out),
     so it holds for wrapped, stripped and plain models, in both Keras flavors.
-    Layers without a kernel appear only when a wrapper is on them.
+    Layers without a kernel are listed with ``compressible=False``.
 
     Args:
         model: A Keras model of the flavor in use (nested models are walked).
@@ -115,14 +122,17 @@ def summary(model: Any) -> CompressionSummary:
         >>> from keras_opt.optimization import summary
         >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="d")])
         >>> model.layers[0].set_weights([np.zeros((4, 2)), np.zeros(2)])
-        >>> row = summary(model)["d"]
+        >>> report = summary(model)
+        >>> row = report["d"]
         >>> row.sparsity, row.unique_values, row.quantized
         (1.0, 1, False)
+        >>> [r.name for r in report.layers if r.compressible]
+        ['d']
     """
     backend.check_model(model)
     rows = []
     for layer in _walk(model):
-        if _engine.wrapper_kind(layer) is None and not _weights.main_weights(layer):
+        if type(layer).__name__ == "InputLayer":
             continue
         arrays = list(_weights.main_weights(layer).values())
         n = sum(a.size for a in arrays)
@@ -137,6 +147,7 @@ def summary(model: Any) -> CompressionSummary:
                 sparsity=zeros / n if n else 0.0,
                 unique_values=max((_weights.unique_count(a) for a in arrays), default=0),
                 quantized="quantize" in wrappers,
+                compressible=bool(arrays),
             )
         )
     return CompressionSummary(tuple(rows))

@@ -76,9 +76,14 @@ def test_summary_reads_sparsity_and_unique_values_in_both_flavors():
     assert head.unique_values == 2
     assert head.weights == kernel.size
     assert not head.quantized
-    assert [row.name for row in report.layers] == ["stem", "res_conv", "head"]
+    assert [row.name for row in report.layers if row.compressible] == ["stem", "res_conv", "head"]
+    # Layers without compressible weights are listed too, and stay as they are.
+    assert report["stem_bn"].weights == 0
+    assert not report["stem_bn"].compressible
+    assert "res_add" in [row.name for row in report.layers]
     assert "head" in str(report)
-    assert report.to_dict()["layers"][2]["sparsity"] == pytest.approx(0.75)
+    rows = {row["name"]: row for row in report.to_dict()["layers"]}
+    assert rows["head"]["sparsity"] == pytest.approx(0.75)
 
 
 def test_summary_rejects_non_models():

@@ -273,3 +273,36 @@ def test_bad_wrapper_arguments_are_refused(trained_residual):
         ClusterWeights(keras.layers.ReLU(), 4)
     with pytest.raises(ValueError, match="2:4 sparsity groups 4 input channels"):
         kopt.prune(build_residual_cnn(), structured="2:4", layers=["stem"])
+
+
+def test_stripped_models_go_through_keras_opt_tflite_export(trained_residual, digits, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    import keras_opt.tflite
+
+    x, y, x_test, y_test = digits
+    pruned = compile_classifier(kopt.prune(trained_residual, target_sparsity=0.8))
+    pruned.fit(x[:640], y[:640], epochs=2, batch_size=64, verbose=0)
+    clustered = compile_classifier(
+        kopt.cluster(kopt.strip(pruned), 8, per_channel=True, preserve_sparsity=True)
+    )
+    clustered.fit(x[:256], y[:256], epochs=1, batch_size=64, verbose=0)
+    result = keras_opt.tflite.export(
+        kopt.strip(clustered),
+        str(tmp_path / "out"),
+        representative_data=x[:100],
+        eval_data=(x_test, y_test),
+        variants=["float32", "int8"],
+        runs=2,
+        isolation="none",
+    )
+    assert not result.failed
+    for variant in ("float32", "int8"):
+        interpreter = Interpreter(model_path=str(tmp_path / "out" / f"{variant}.tflite"))
+        interpreter.allocate_tensors()
+        for op in interpreter._get_ops_details():
+            if op["op_name"] in ("CONV_2D", "FULLY_CONNECTED"):
+                kernel = interpreter.get_tensor(int(op["inputs"][1]))
+                assert np.mean(kernel == 0) == pytest.approx(0.8, abs=0.01), variant
+                rows = kernel.reshape(kernel.shape[0], -1)
+                assert max(np.unique(row).size for row in rows) <= 8, variant
