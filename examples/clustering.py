@@ -34,7 +34,7 @@ def main(clusters: int = 16, init: str = "kmeans++", per_channel: bool = False) 
     clustered.fit(x, y, epochs=1, batch_size=32, verbose=0)
 
     small = kopt.strip(clustered)
-    print(kopt.summary(small))  # unique values per kernel <= clusters
+    print(kopt.compression_summary(small))  # unique values per kernel <= clusters
     small.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     accuracy = small.evaluate(x_test, y_test, verbose=0)[1]
     print(f"clustered accuracy: {accuracy:.3f}")

@@ -33,7 +33,7 @@ def main(sparsity: float = 0.5, clusters: int = 16, epochs: int = 1) -> dict:
         epochs=epochs,
         batch_size=32,
     )
-    report = kopt.summary(qat)
+    report = kopt.compression_summary(qat)
     print(report)  # every kernel quantized, with the sparsity; <= clusters values per channel
     qat.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     print(f"PCQAT accuracy (fake-quant): {qat.evaluate(x_test, y_test, verbose=0)[1]:.3f}")

@@ -35,7 +35,7 @@ def main(sparsity: float = 0.8, epochs: int = 3) -> float:
     pruned.fit(x, y, epochs=epochs, batch_size=32, verbose=0, callbacks=kopt.callbacks(pruned))
 
     small = kopt.strip(pruned)
-    print(kopt.summary(small))
+    print(kopt.compression_summary(small))
     small.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     accuracy = small.evaluate(x_test, y_test, verbose=0)[1]
     print(f"pruned accuracy: {accuracy:.3f}")

@@ -30,7 +30,7 @@ def main(epochs: int = 1) -> float:
     model = build()
     model.fit(x, y, epochs=10, batch_size=32, verbose=0)
     print(f"float accuracy: {model.evaluate(x_test, y_test, verbose=0)[1]:.3f}")
-    print(kopt.check(model))
+    print(kopt.check_quantizable(model))
 
     qat = kopt.quantize(model, skip_unsupported=True)
     qat.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])

@@ -41,6 +41,34 @@ def wrapper_kind(layer: Any) -> str | None:
     return None
 
 
+def compression_of(model: Any) -> frozenset[str]:
+    """Which compression ``model`` carries: a subset of ``{"prune", "cluster", "quantize"}``.
+
+    Both engines' wrappers count (keras_opt's native ones under Keras 3,
+    TFMOT's under tf_keras), nested models included. A stripped or plain
+    model carries none.
+
+    Args:
+        model: A Keras model of the flavor in use.
+
+    Returns:
+        Frozenset of strings.
+
+    Raises:
+        TypeError: if ``model`` is not a Keras model of the flavor in use.
+
+    Example:
+        >>> from keras_opt.backend import keras
+        >>> from keras_opt.optimization import compression_of
+        >>> compression_of(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]))
+        frozenset()
+    """
+    from keras_opt.optimization._graph import iter_layers
+
+    backend.check_model(model)
+    return frozenset(kind for kind in (wrapper_kind(layer) for layer in iter_layers(model)) if kind)
+
+
 def unwrap(layer: Any) -> Any:
     """Return the innermost layer under any stack of compression wrappers."""
     while wrapper_kind(layer) is not None and hasattr(layer, "layer"):

@@ -15,11 +15,11 @@ from typing import Any
 
 from keras_opt import _validation, backend
 from keras_opt.optimization import _engine
+from keras_opt.optimization._strip import strip
 from keras_opt.optimization.clustering import cluster
 from keras_opt.optimization.pruning import prune
 from keras_opt.optimization.pruning_callbacks import callbacks as pruning_callbacks
 from keras_opt.optimization.quantization import quantize
-from keras_opt.optimization.strip import strip
 
 __all__ = ["collaborative", "RECIPES", "stages_of"]
 

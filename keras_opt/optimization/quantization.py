@@ -1,6 +1,6 @@
 """Quantization-aware training that never stops half-way, in both Keras flavors.
 
-`check` is a dry run: it lists every layer that cannot be quantized to int8,
+`check_quantizable` is a dry run: it lists every layer that cannot be quantized to int8,
 with the reason and a fix (TFMOT itself stops at the first one, deep inside
 ``quantize_apply``: model-optimization #363, #602, #647). `quantize` wraps the
 whole model or chosen layers; with ``skip_unsupported=True`` the unsupported
@@ -23,7 +23,7 @@ from keras_opt import _validation, backend
 from keras_opt.optimization import _engine, _graph
 from keras_opt.optimization.layers import Selection, select_layers
 
-__all__ = ["check", "quantize", "CompatibilityReport", "UnsupportedLayer"]
+__all__ = ["check_quantizable", "quantize", "CompatibilityReport", "UnsupportedLayer"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class UnsupportedLayer:
 
 @dataclasses.dataclass(frozen=True)
 class CompatibilityReport:
-    """Result of `check`: ``ok`` is True when every layer can be quantized."""
+    """Result of `check_quantizable`: ``ok`` is True when every layer can be quantized."""
 
     unsupported: tuple[UnsupportedLayer, ...]
     nested_models: tuple[str, ...] = ()
@@ -64,7 +64,7 @@ class CompatibilityReport:
         return "\n".join(lines)
 
 
-def check(model: Any) -> CompatibilityReport:
+def check_quantizable(model: Any) -> CompatibilityReport:
     """Dry run: list every layer that cannot be quantized, without wrapping anything.
 
     Args:
@@ -81,7 +81,7 @@ def check(model: Any) -> CompatibilityReport:
 
     Example:
         >>> import keras_opt.optimization as kopt  # doctest: +SKIP
-        >>> report = kopt.check(model)  # doctest: +SKIP
+        >>> report = kopt.check_quantizable(model)  # doctest: +SKIP
         >>> print(report)  # doctest: +SKIP
         1 layer(s) cannot be quantized to int8:
         - rescaling (Rescaling): preprocessing layers are not part of ... Fix: ...
@@ -132,7 +132,7 @@ def quantize(
         layers: Layer names, compiled regexes or classes to quantize; None
             quantizes every layer.
         skip: Layer selectors to keep in float.
-        skip_unsupported: Boolean. Keep the layers `check` reports in float
+        skip_unsupported: Boolean. Keep the layers `check_quantizable` reports in float
             instead of raising.
         preserve: None, ``"sparsity"`` (PQAT), ``"clusters"`` (CQAT) or
             ``"both"`` (PCQAT): keep the zeros / shared values of a pruned and/or
@@ -145,7 +145,8 @@ def quantize(
     Raises:
         TypeError: for a model of the other flavor or a subclassed model.
         ValueError: when chosen layers cannot be quantized and
-            ``skip_unsupported`` is False (the message is the `check` report),
+            ``skip_unsupported`` is False (the message is the
+            `check_quantizable` report),
             for a model that is already quantized, when ``preserve`` asks for
             clusters the model does not have, and for unknown layer names or
             ``preserve`` values.
@@ -160,7 +161,7 @@ def quantize(
     if not isinstance(skip_unsupported, bool):
         _validation.fail("skip_unsupported", "a boolean", skip_unsupported, exc=TypeError)
     _validation.one_of("preserve", preserve, (None, "sparsity", "clusters", "both"))
-    report = check(model)
+    report = check_quantizable(model)
     flat = _graph.flatten_nested(model)
     all_layers = list(_graph.iter_layers(flat))
     chosen = select_layers(all_layers, layers, skip, what="quantized")

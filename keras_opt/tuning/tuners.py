@@ -20,7 +20,7 @@ class DeploymentAware(TfKerasSupport):
             recorded; use ``objective=deployment.objective``.
         strip: Callable or None. Applied to the trained model before export
             (default: `keras_opt.optimization.strip` when the model carries
-            TFMOT wrappers).
+            pruning or clustering wrappers of either engine).
     """
 
     def __init__(
@@ -40,12 +40,11 @@ class DeploymentAware(TfKerasSupport):
     def _export_model(self, model: Any) -> Any:
         if self.strip is not None:
             return self.strip(model)
-        from keras_opt.optimization import _engine, _graph, strip
+        from keras_opt.optimization import compression_of, strip
 
         # Pruning and clustering wrappers are stripped for export; a QAT model is
         # converted as it is (its int8 file keeps the trained ranges).
-        kinds = {_engine.wrapper_kind(layer) for layer in _graph.iter_layers(model)}
-        return strip(model) if kinds & {"prune", "cluster"} else model
+        return strip(model) if compression_of(model) & {"prune", "cluster"} else model
 
     def _after_fit(self, trial: Any, model: Any, results: Any) -> Any:
         if self.deployment is None:

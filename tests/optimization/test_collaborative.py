@@ -32,7 +32,7 @@ def pcqat(trained_residual, digits):
 
 @pytest.mark.tf_keras_only
 def test_pcqat_keeps_sparsity_and_clusters_through_qat(pcqat):
-    report = kopt.summary(pcqat)
+    report = kopt.compression_summary(pcqat)
     rows = [row for row in report.layers if row.weights]
     assert len(rows) == len(KERNELS)
     for row in rows:
@@ -52,7 +52,7 @@ def test_pqat_recipe_keeps_the_sparsity_through_qat(digits, trained_residual):
     pqat = kopt.collaborative(
         trained_residual, x[:128], y[:128], recipe="pqat", target_sparsity=0.6, batch_size=64
     )
-    head = kopt.summary(pqat)["head"]
+    head = kopt.compression_summary(pqat)["head"]
     assert head.quantized
     assert head.sparsity == pytest.approx(0.6, abs=0.01)
 
@@ -99,7 +99,7 @@ def test_single_stage_recipes_and_callbacks_reach_every_stage(digits, trained_re
         callbacks=[Count()],
     )
     assert Count.fits == 2  # one deep copy per stage
-    head = kopt.summary(pc)["head"]
+    head = kopt.compression_summary(pc)["head"]
     assert not head.wrappers  # stripped after the last stage
     assert head.sparsity == pytest.approx(0.5, abs=0.01)
     assert head.unique_values <= 8

@@ -70,7 +70,7 @@ def test_summary_reads_sparsity_and_unique_values_in_both_flavors():
     kernel, bias = model.get_layer("head").get_weights()
     kernel = np.where(np.arange(kernel.size).reshape(kernel.shape) % 4 == 0, 0.5, 0.0)
     model.get_layer("head").set_weights([kernel.astype("float32"), bias])
-    report = kopt.summary(model)
+    report = kopt.compression_summary(model)
     head = report["head"]
     assert head.sparsity == pytest.approx(0.75)
     assert head.unique_values == 2
@@ -88,4 +88,22 @@ def test_summary_reads_sparsity_and_unique_values_in_both_flavors():
 
 def test_summary_rejects_non_models():
     with pytest.raises(TypeError, match="Argument `model`"):
-        kopt.summary("model.keras")
+        kopt.compression_summary("model.keras")
+
+
+def test_compression_of_names_what_a_model_carries_in_both_engines():
+    model = build_residual_cnn()
+    assert kopt.compression_of(model) == frozenset()
+    assert kopt.compression_of(kopt.prune(model, 0.5)) == {"prune"}
+    assert kopt.compression_of(kopt.cluster(model, 8)) == {"cluster"}
+    assert kopt.compression_of(kopt.quantize(model)) == {"quantize"}
+    assert kopt.compression_of(kopt.strip(kopt.prune(model, 0.5))) == frozenset()
+    with pytest.raises(TypeError, match="Argument `model`"):
+        kopt.compression_of("model.keras")
+
+
+def test_renamed_functions_keep_their_readme_aliases():
+    assert kopt.check is kopt.check_quantizable
+    assert kopt.summary is kopt.compression_summary
+    assert "check" not in kopt.__all__
+    assert "summary" not in kopt.__all__

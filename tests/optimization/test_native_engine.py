@@ -137,7 +137,7 @@ def test_nested_model_and_residual_branch_keep_their_structure(trained_residual,
     assert type(pruned.get_layer("side")).__name__ == "Dense"
     pruned.fit(x[:512], y[:512], epochs=2, batch_size=64, verbose=0)
     stripped = kopt.strip(pruned)
-    report = kopt.summary(stripped)
+    report = kopt.compression_summary(stripped)
     for name in ("stem", "res_conv", "head"):
         assert report[name].sparsity == pytest.approx(0.7, abs=0.01)
     assert report["side"].sparsity < 0.01

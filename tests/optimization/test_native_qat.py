@@ -152,12 +152,12 @@ def _awkward_model():
 def test_check_and_quantize_name_every_unsupported_layer(digits):
     _, _, x_test, _ = digits
     model = _awkward_model()
-    report = kopt.check(model)
+    report = kopt.check_quantizable(model)
     by_name = {u.name: u for u in report.unsupported}
     assert set(by_name) == {"rescale", "lstm", "multiply"}
     assert "preprocessing" in by_name["rescale"].reason
     assert all("skip_unsupported=True" in u.fix for u in report.unsupported)
-    assert kopt.check(build_sequential_cnn()).ok
+    assert kopt.check_quantizable(build_sequential_cnn()).ok
     with pytest.raises(ValueError, match="3 layer") as info:
         kopt.quantize(model)
     assert "lstm (LSTM)" in str(info.value)
@@ -191,7 +191,7 @@ def test_pcqat_keeps_zeros_and_shared_values_into_the_int8_file(trained_residual
         batch_size=64,
         optimizer=keras.optimizers.Adam(1e-4),
     )
-    for row in kopt.summary(pcqat).layers:
+    for row in kopt.compression_summary(pcqat).layers:
         if row.weights:
             assert row.quantized
             assert row.sparsity == pytest.approx(0.5, abs=0.01)

@@ -41,7 +41,7 @@ def test_target_sparsity_alone_is_reached_within_the_fit(pruned_80, trained_resi
     stripped = kopt.strip(pruned_80)
     for name in ("stem", "res_conv", "head"):
         assert _kernel_sparsity(stripped, [name]) == pytest.approx(0.8, abs=0.01)
-    assert kopt.summary(stripped).sparsity == pytest.approx(0.8, abs=0.01)
+    assert kopt.compression_summary(stripped).sparsity == pytest.approx(0.8, abs=0.01)
     # Still a working classifier after a short fine-tune (chance is 0.1; the benchmark
     # measures the accuracy of a longer fine-tune against the quality targets).
     assert accuracy(stripped, x_test, y_test) > 0.6
@@ -93,7 +93,7 @@ def test_constant_schedule_in_epochs_and_layer_choice(digits):
     assert steps.frequency == 1  # about 10 updates in a fit of 5 steps: every step
     assert float(np.mean(pruning_mask(wrapper))) == 1.0  # not pruned before epoch 1
     pruned.fit(x[:320], y[:320], epochs=1, batch_size=64, verbose=0, callbacks=cbs)
-    rows = [row for row in kopt.summary(kopt.strip(pruned)).layers if row.compressible]
+    rows = [row for row in kopt.compression_summary(kopt.strip(pruned)).layers if row.compressible]
     assert [row.type for row in rows] == ["Conv2D", "Dense"]
     assert rows[0].sparsity == pytest.approx(0.5, abs=0.01)
     assert rows[1].sparsity < 0.01
@@ -223,7 +223,7 @@ def test_prune_rejects_a_non_model():
 
 
 def test_summary_of_a_pruned_model_reads_the_masked_weights(pruned_80):
-    row = kopt.summary(pruned_80)["head"]
+    row = kopt.compression_summary(pruned_80)["head"]
     assert row.wrappers == ("prune",)
     assert row.sparsity == pytest.approx(0.8, abs=0.01)
     arrays = _weights.main_weights(wrapper_of(pruned_80, "head"))

@@ -46,7 +46,7 @@ def test_qat_int8_tflite_is_within_one_point_of_the_float_model(
 
 
 def test_quantize_wraps_conv_batchnorm_and_the_residual_add(qat_model):
-    report = kopt.summary(qat_model)
+    report = kopt.compression_summary(qat_model)
     assert {row.type for row in report.layers if row.quantized} >= {
         "Conv2D",
         "BatchNormalization",
@@ -70,7 +70,7 @@ def test_strip_turns_a_qat_model_into_a_float_model_that_saves(qat_model, digits
 
 
 def test_check_names_each_unsupported_layer_with_reason_and_fix():
-    report = kopt.check(_awkward_model())
+    report = kopt.check_quantizable(_awkward_model())
     assert not report.ok
     by_name = {u.name: u for u in report.unsupported}
     assert set(by_name) == {"rescale", "dense_bn", "tf.math.multiply"}
@@ -80,7 +80,7 @@ def test_check_names_each_unsupported_layer_with_reason_and_fix():
     assert by_name["tf.math.multiply"].type == "TFOpLambda"
     assert all("skip_unsupported=True" in u.fix for u in report.unsupported)
     assert "rescale (Rescaling)" in str(report)
-    assert kopt.check(build_sequential_cnn()).ok
+    assert kopt.check_quantizable(build_sequential_cnn()).ok
 
 
 def test_quantize_fails_before_tfmot_and_lists_every_unsupported_layer():

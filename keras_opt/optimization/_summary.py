@@ -8,7 +8,7 @@ from typing import Any
 from keras_opt import backend
 from keras_opt.optimization import _engine, _weights
 
-__all__ = ["summary", "CompressionSummary", "LayerSummary"]
+__all__ = ["compression_summary", "CompressionSummary", "LayerSummary"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +100,7 @@ def _walk(model: Any):
             yield layer
 
 
-def summary(model: Any) -> CompressionSummary:
+def compression_summary(model: Any) -> CompressionSummary:
     """Summarize sparsity, unique weight values and quantization, per layer.
 
     Every number is read from the weights (kernels; biases are left out),
@@ -119,10 +119,10 @@ def summary(model: Any) -> CompressionSummary:
     Example:
         >>> import numpy as np
         >>> from keras_opt.backend import keras
-        >>> from keras_opt.optimization import summary
+        >>> from keras_opt.optimization import compression_summary
         >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="d")])
         >>> model.layers[0].set_weights([np.zeros((4, 2)), np.zeros(2)])
-        >>> report = summary(model)
+        >>> report = compression_summary(model)
         >>> row = report["d"]
         >>> row.sparsity, row.unique_values, row.quantized
         (1.0, 1, False)
