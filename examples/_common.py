@@ -4,12 +4,10 @@ from __future__ import annotations
 
 
 def digits() -> tuple:
-    """sklearn's digits as (x_train, y_train, x_test, y_test), 8x8x1 images in [0, 1]."""
-    from sklearn.datasets import load_digits
+    """sklearn's digits as (x_train, y_train, x_test, y_test): `keras_opt.datasets.digits`."""
+    from keras_opt.datasets import digits as load
 
-    d = load_digits()
-    x = (d.images / 16.0).astype("float32")[..., None]
-    return x[:1400], d.target[:1400], x[1400:], d.target[1400:]
+    return load(seed=0)
 
 
 def build_cnn():

@@ -12,7 +12,6 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np
 import pytest
 
 from keras_opt import backend
@@ -29,16 +28,10 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def digits():
-    """sklearn's 8x8 digits as (x_train, y_train, x_test, y_test), images in [0, 1]."""
-    from sklearn.datasets import load_digits
+    """sklearn's 8x8 digits as (x_train, y_train, x_test, y_test): `keras_opt.datasets.digits`."""
+    from keras_opt.datasets import digits as load
 
-    d = load_digits()
-    x = (d.images / 16.0).astype("float32")[..., None]
-    y = d.target.astype("int64")
-    rng = np.random.RandomState(0)
-    idx = rng.permutation(len(x))
-    x, y = x[idx], y[idx]
-    return x[:1400], y[:1400], x[1400:], y[1400:]
+    return load(seed=0)
 
 
 def build_sequential_cnn(seed: int = 0):
