@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import argparse
 
-import _common
-
 import keras_opt.optimization as kopt
 from keras_opt.backend import keras
-
-digits = _common.digits
-build = _common.build_cnn
+from keras_opt.datasets import digits
+from keras_opt.datasets import digits_cnn as build
 
 
 def main(clusters: int = 16, init: str = "kmeans++", per_channel: bool = False) -> float:

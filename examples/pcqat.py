@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import argparse
 
-import _common
-
 import keras_opt.optimization as kopt
-
-digits = _common.digits
-build = _common.build_cnn
+from keras_opt.datasets import digits
+from keras_opt.datasets import digits_cnn as build
 
 
 def main(sparsity: float = 0.5, clusters: int = 16, epochs: int = 1) -> dict:

@@ -13,14 +13,12 @@ import argparse
 import os
 import tempfile
 
-import _common
 import numpy as np
 
 import keras_opt.optimization as kopt
 from keras_opt.backend import keras
-
-digits = _common.digits
-build = _common.build_cnn
+from keras_opt.datasets import digits
+from keras_opt.datasets import digits_cnn as build
 
 
 def main(sparsity: float = 0.8, epochs: int = 3) -> float:

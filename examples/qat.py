@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 
-import _common
 import numpy as np
 
 import keras_opt.optimization as kopt
-
-digits = _common.digits
-build = _common.build_cnn
+from keras_opt.datasets import digits
+from keras_opt.datasets import digits_cnn as build
 
 
 def main(epochs: int = 1) -> float:

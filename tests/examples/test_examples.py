@@ -22,7 +22,7 @@ EXAMPLES = os.path.join(ROOT, "examples")
 
 def _load(name):
     if EXAMPLES not in sys.path:
-        sys.path.insert(0, EXAMPLES)  # the examples share examples/_common.py
+        sys.path.insert(0, EXAMPLES)
     spec = importlib.util.spec_from_file_location(
         f"example_{name}", os.path.join(EXAMPLES, f"{name}.py")
     )
