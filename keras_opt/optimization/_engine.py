@@ -9,9 +9,8 @@ in use and calls it; none of them imports an engine itself.
 * tf_keras: TFMOT 0.8.1 (`keras_opt.optimization._tfmot`): pruning,
   clustering and quantization-aware training.
 
-A feature an engine lacks raises one `FlavorError` that says which flavor
-has it. `wrapper_kind` recognizes both engines' wrappers without importing
-either, so code that reads weights (``summary``) works everywhere.
+`wrapper_kind` recognizes both engines' wrappers without importing either,
+so code that reads weights (`compression_summary`) works everywhere.
 """
 
 from __future__ import annotations
@@ -24,6 +23,10 @@ PRUNE_WRAPPERS = frozenset({"PruneLowMagnitude"})
 CLUSTER_WRAPPERS = frozenset({"ClusterWeights", "ClusterWeightsRNN", "ClusterWeightsMHA"})
 QUANTIZE_WRAPPERS = frozenset({"QuantizeWrapper", "QuantizeWrapperV2"})
 QUANTIZE_LAYERS = frozenset({"QuantizeLayer"})
+FEATURES = frozenset(
+    {"prune", "cluster", "strip", "callbacks", "quantize", "check", "collaborative"}
+)
+"""What every engine serves."""
 
 
 def wrapper_kind(layer: Any) -> str | None:
@@ -96,25 +99,20 @@ def get_engine(feature: str) -> Any:
     """Return the compression engine for the Keras flavor in use.
 
     Args:
-        feature: String. The public function asking (e.g. ``"prune"``), for the
-            error message when the engine lacks it.
+        feature: String. The public function asking (e.g. ``"prune"``); both
+            engines serve every function, so it only names the caller.
 
     Returns:
-        The engine object (``NativeEngine`` or ``TFMOTEngine``).
+        The engine object (``NativeEngine`` under Keras 3, ``TFMOTEngine`` under
+        tf_keras), created once per process.
 
     Raises:
-        FlavorError: when the feature is not served in this flavor (today:
-            quantization-aware training under Keras 3); the message says how
-            to switch.
+        ValueError: for a feature no engine serves (a keras_opt bug).
     """
     flavor = backend.flavor()
     if flavor not in _CACHE:
         _CACHE[flavor] = _ENGINES[flavor]()
     engine = _CACHE[flavor]
     if feature not in engine.features:
-        backend.require_flavor(
-            "tf_keras",
-            f"keras_opt.optimization.{feature} (quantization-aware training is served by "
-            "TFMOT 0.8.1, which only accepts tf_keras models)",
-        )
+        raise ValueError(f"No compression engine serves {feature!r}. Received: feature={feature!r}")
     return engine

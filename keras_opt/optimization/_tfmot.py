@@ -22,7 +22,12 @@ from tensorflow_model_optimization.python.core.sparsity.keras import pruning_sch
 
 from keras_opt import backend
 from keras_opt.optimization import _graph, _plan, _weights
-from keras_opt.optimization._engine import QUANTIZE_LAYERS, QUANTIZE_WRAPPERS, wrapper_kind
+from keras_opt.optimization._engine import (
+    FEATURES,
+    QUANTIZE_LAYERS,
+    QUANTIZE_WRAPPERS,
+    wrapper_kind,
+)
 
 
 @tf_keras.utils.register_keras_serializable(package="keras_opt")
@@ -94,9 +99,7 @@ class TFMOTEngine:
 
     name = "tfmot"
 
-    features = frozenset(
-        {"prune", "cluster", "strip", "callbacks", "quantize", "check", "collaborative"}
-    )
+    features = FEATURES
 
     def __init__(self) -> None:
         self.tfmot: types.ModuleType = tfmot

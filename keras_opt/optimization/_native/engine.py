@@ -6,6 +6,7 @@ from typing import Any
 
 from keras_opt.backend import keras
 from keras_opt.optimization import _graph, _plan
+from keras_opt.optimization._engine import FEATURES
 from keras_opt.optimization._native import kernels, qat_graph
 from keras_opt.optimization._native.clustering import ClusterWeights
 from keras_opt.optimization._native.model import PrunedModel, pruning_wrappers
@@ -17,9 +18,7 @@ class NativeEngine:
     """keras_opt's Keras 3 engine: pruning, clustering and QAT without TFMOT."""
 
     name = "native"
-    features = frozenset(
-        {"prune", "cluster", "strip", "callbacks", "quantize", "check", "collaborative"}
-    )
+    features = FEATURES
 
     # Pruning ---------------------------------------------------------------
     def prunable_weights(self, layer: Any) -> list:

@@ -130,7 +130,8 @@ class PruneLowMagnitude(keras.layers.Wrapper):
 
     def _is_update_step(self, step: Any) -> Any:
         steps = self.steps
-        assert steps is not None
+        if steps is None:  # checked in call(); here for the type checker
+            raise _plan.unresolved_error(self.layer.name)
         due = ops.logical_and(step >= steps.begin, (step - steps.begin) % steps.frequency == 0)
         if steps.end >= 0:
             due = ops.logical_and(due, step <= steps.end)
