@@ -222,3 +222,47 @@ def test_a_stage_order_that_cannot_be_preserved_is_refused(recipe):
 def test_preserving_clusters_of_an_unclustered_model_is_refused(trained_residual):
     with pytest.raises(ValueError, match="it was not clustered"):
         kopt.quantize(trained_residual, preserve="clusters")
+
+
+def _branches_model():
+    """Two conv branches concatenated, then average pooling: ranges for Concatenate/pooling."""
+    keras.utils.set_random_seed(4)
+    inputs = keras.Input((8, 8, 1))
+    a = L.Conv2D(8, 3, padding="same", activation="relu", name="a")(inputs)
+    b = L.Conv2D(8, 1, padding="same", activation="relu", name="b")(inputs)
+    h = L.AveragePooling2D(2, name="avg")(L.Concatenate(name="concat")([a, b]))
+    h = L.GlobalAveragePooling2D(name="gap")(L.Conv2D(16, 3, name="c")(h))
+    outputs = L.Dense(10, activation="softmax", name="head")(h)
+    return keras.Model(inputs, outputs, name="branches")
+
+
+def test_concatenate_and_pooling_carry_int8_ranges_through_keras_opt_export(digits, tmp_path):
+    import keras_opt.tflite
+
+    x, y, x_test, y_test = digits
+    model = compile_classifier(_branches_model(), keras.optimizers.Adam(3e-3))
+    model.fit(x, y, epochs=3, batch_size=32, verbose=0)
+    qat = compile_classifier(kopt.quantize(model), keras.optimizers.Adam(1e-4))
+    qat.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    assert type(qat.get_layer("concat")).__name__ == "QuantizeOutput"
+    result = keras_opt.tflite.export(
+        qat,
+        str(tmp_path / "qat"),
+        representative_data=x[:100],
+        eval_data=(x_test, y_test),
+        variants=["int8", "int8_only"],
+        runs=2,
+        isolation="none",
+    )
+    assert not result.failed
+    keras_predictions = np.argmax(qat.predict(x_test, verbose=0), axis=-1)
+    for variant in ("int8", "int8_only"):
+        content = (tmp_path / "qat" / f"{variant}.tflite").read_bytes()
+        ops, predictions = ops_and_predictions(content, x_test)
+        names = [op for op, _ in ops]
+        assert "CONCATENATION" in names
+        assert "AVERAGE_POOL_2D" in names
+        for op, inputs in ops:
+            if op in ("CONCATENATION", "AVERAGE_POOL_2D", "MEAN", *KERNEL_OPS):
+                assert inputs[0] == np.int8, (variant, op)
+        assert np.mean(predictions == keras_predictions) >= 0.99

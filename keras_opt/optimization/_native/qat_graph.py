@@ -6,8 +6,9 @@ replaced by what the TFLite converter needs to make it int8:
 * Conv1D/Conv2D/DepthwiseConv2D/Dense -> `QuantizeKernel`; a BatchNormalization
   that only follows it is folded into its kernel and bias, and a ReLU/ReLU6
   that only follows it is fused into it (the converter fuses it too).
-* Add, Concatenate, average pooling, activations ... -> `QuantizeOutput`.
-* Max pooling, Flatten, Reshape, Dropout ... keep their input's range: copied.
+* Add, Concatenate, global average pooling, activations ... -> `QuantizeOutput`.
+* Max and average pooling, Flatten, Reshape, Dropout ... keep their input's
+  range (TFLite's int8 kernels for them do too): copied.
 * Every model input gets a `QuantizeOutput` (the converter's QUANTIZE op).
 * Layers without an int8 kernel in TFLite are reported by `diagnose`; with
   ``skip_unsupported`` they stay in float.
@@ -29,6 +30,8 @@ KERNEL_LAYERS = (_L.Conv1D, _L.Conv2D, _L.DepthwiseConv2D, _L.Dense)
 PASSTHROUGH = (
     _L.MaxPooling1D,
     _L.MaxPooling2D,
+    _L.AveragePooling1D,  # TFLite's int8 AVERAGE_POOL_2D keeps its input's scale
+    _L.AveragePooling2D,
     _L.GlobalMaxPooling1D,
     _L.GlobalMaxPooling2D,
     _L.Flatten,
@@ -52,8 +55,6 @@ OUTPUT_LAYERS = (
     _L.Maximum,
     _L.Minimum,
     _L.Concatenate,
-    _L.AveragePooling1D,
-    _L.AveragePooling2D,
     _L.GlobalAveragePooling1D,
     _L.GlobalAveragePooling2D,
     _L.UpSampling1D,
