@@ -30,7 +30,10 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--variants",
         default=None,
-        help="comma-separated: float32,float16,dynamic_int8,int8,int8_only,int16x8 (default all)",
+        help="comma-separated: float32,float16,dynamic_int8,int8,int8_only,int16x8 (the "
+        "default), int4_weights,dynamic_int4,int8_int16act (AI Edge Quantizer), mixed (int8 "
+        "with the fewest layers in float to stay within --mixed-budget; needs --eval), or "
+        "aeq:RECIPE for any AI Edge Quantizer recipe",
     )
     p.add_argument("--out", default=None, help="output folder (default tflite_models/<model>)")
     p.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
@@ -51,6 +54,14 @@ def register(sub: Any) -> None:
         metavar="DELTA",
         help="the recommendation keeps variants whose metric is at most DELTA below the "
         "Keras model's (default 0.01: one point of accuracy)",
+    )
+    p.add_argument(
+        "--mixed-budget",
+        type=float,
+        default=0.005,
+        metavar="DELTA",
+        help="the mixed variant stays at most DELTA below the Keras model's metric on --eval "
+        "(default 0.005: half a point of accuracy)",
     )
     p.add_argument("--select-tf-ops", action="store_true", help="allow TF ops (Flex delegate)")
     p.add_argument("--int8-io", choices=("int8", "uint8"), default="int8", help="int8_only I/O")
@@ -182,6 +193,7 @@ FLAGS = {
     "warmup": "--warmup",
     "batch_size": "--batch-size",
     "accuracy_budget": "--accuracy-budget",
+    "mixed_budget": "--mixed-budget",
     "select_tf_ops": "--select-tf-ops",
 }
 
@@ -324,6 +336,7 @@ def _run(args: argparse.Namespace, out: str, log: str, term: Any) -> int:
                 isolation=args.isolation,
                 quant_debug=args.quant_debug,
                 denylist=args.denylist.split(",") if args.denylist else None,
+                mixed_budget=args.mixed_budget,
                 log_path=log,
                 on_variant=step,
             )
@@ -336,5 +349,7 @@ def _run(args: argparse.Namespace, out: str, log: str, term: Any) -> int:
     print(result.format_table())
     for name, error in result.failed.items():
         print(f"  {name} failed: {error}")
+    for name, reason in result.left_out.items():
+        print(f"  {name} {reason}")
     print(f"manifest: {result.manifest_path}\nreport:   {result.report_path}")
     return 1 if result.failed else 0

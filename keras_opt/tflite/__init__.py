@@ -10,8 +10,10 @@ worker process, ``python -m keras_opt.tflite.convert``, stays light).
 
 Example:
     >>> from keras_opt.tflite import VARIANTS
-    >>> list(VARIANTS)
+    >>> list(VARIANTS)[:6]  # the converter's six (the default)
     ['float32', 'float16', 'dynamic_int8', 'int8', 'int8_only', 'int16x8']
+    >>> list(VARIANTS)[6:]  # AI Edge Quantizer's, and int8 with layers kept in float
+    ['int4_weights', 'dynamic_int4', 'int8_int16act', 'mixed']
     >>> from keras_opt.tflite import export
     >>> result = export(model, "tflite_models/digits", representative_data=x_cal,
     ...                 eval_data=(x_test, y_test))  # doctest: +SKIP

@@ -52,13 +52,23 @@ _QAT_LAYERS = {"QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer", "Quantiz
 
 
 def is_qat_model(model: Any) -> bool:
-    """Return True if ``model`` carries TFMOT quantization-aware-training layers."""
+    """Return True if ``model`` carries quantization-aware-training layers.
+
+    Both engines count: TFMOT's quantize wrappers (tf_keras) and keras_opt's native
+    ``QuantizeKernel``/``QuantizeOutput`` (Keras 3), nested models included, as
+    recognised by `keras_opt.optimization._engine.wrapper_kind`.
+    """
+    from keras_opt.optimization._engine import wrapper_kind
+
     stack = list(getattr(model, "layers", []))
     while stack:
         layer = stack.pop()
-        if type(layer).__name__ in _QAT_LAYERS:
+        if type(layer).__name__ in _QAT_LAYERS or wrapper_kind(layer) == "quantize":
             return True
         stack.extend(getattr(layer, "layers", []) or [])
+        inner = getattr(layer, "layer", None)  # a wrapper around a quantized layer
+        if inner is not None:
+            stack.append(inner)
     return False
 
 
@@ -280,40 +290,112 @@ def _run_job(job: dict) -> dict:
         with np.load(job["calibration"]) as npz:
             calibration = [npz[f"arr_{i}"] for i in range(len(npz.files))]
     debug = None
+    mixed = None
     data: bytes | None = None
+    engine = job["settings"].get("engine", "converter")
     try:
-        if job.get("denylist") or job.get("quant_debug"):
-            from keras_opt.tflite.debugger import quantization_debug
+        if engine == "aeq":
+            data = _aeq_job(job, calibration)
+        elif engine == "mixed":
+            data, mixed = _mixed_job(job, calibration)
+        else:
+            if job.get("denylist") or job.get("quant_debug"):
+                from keras_opt.tflite.debugger import quantization_debug
 
-            debug, data = quantization_debug(
-                job["saved_model"],
-                job["settings"],
-                calibration or [],
-                job.get("input_names") or [],
-                denylist=job.get("denylist"),
-                analyze=bool(job.get("quant_debug")),
-            )
-        if not job.get("denylist"):
-            data = convert_variant(
-                job["saved_model"],
-                job["variant"],
-                job["settings"],
-                calibration,
-                job.get("input_names"),
-                job.get("batch_size"),
-            )
+                debug, data = quantization_debug(
+                    job["saved_model"],
+                    job["settings"],
+                    calibration or [],
+                    job.get("input_names") or [],
+                    denylist=job.get("denylist"),
+                    analyze=bool(job.get("quant_debug")),
+                )
+            if not job.get("denylist"):
+                data = convert_variant(
+                    job["saved_model"],
+                    job["variant"],
+                    job["settings"],
+                    calibration,
+                    job.get("input_names"),
+                    job.get("batch_size"),
+                )
         if data is None:
             raise RuntimeError("the QuantizationDebugger returned no model")
         atomic_write(job["path"], data)
-    except Exception as err:  # the converter raises many types; record, go on
+    except Exception as err:  # the converter and AEQ raise many types; record, go on
         logger.debug("variant %s failed", job["variant"], exc_info=True)
-        return {"variant": job["variant"], "error": _explain(f"{type(err).__name__}: {err}")}
+        text = f"{type(err).__name__}: {err}"
+        if engine == "aeq":
+            error = f"AI Edge Quantizer (recipe {job['settings'].get('recipe')}) failed: {text}"
+        elif engine == "mixed" and isinstance(err, ValueError) and str(err).startswith("mixed:"):
+            error = str(err)
+        else:
+            error = _explain(text)
+        return {"variant": job["variant"], "error": error, "mixed": getattr(err, "report", None)}
     return {
         "variant": job["variant"],
         "error": None,
         "seconds": time.perf_counter() - t0,
         "quant_debug": debug,
+        "mixed": mixed,
     }
+
+
+def _float_source(job: dict) -> bytes:
+    """The float32 ``.tflite`` of the job's SavedModel, converted once per export and batch."""
+    path = job["saved_model"].rstrip("/\\") + ".float32.tflite"
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            return f.read()
+    settings = VARIANTS["float32"].converter_settings(
+        select_tf_ops=False, io_dtype="int8", qat=False
+    )
+    data = convert_variant(job["saved_model"], "float32", settings, None)
+    atomic_write(path, data)
+    return data
+
+
+def _aeq_job(job: dict, calibration: list[np.ndarray] | None) -> bytes:
+    from keras_opt.tflite.aeq import quantize_tflite
+
+    settings = job["settings"]
+    return quantize_tflite(
+        _float_source(job),
+        settings["recipe"],
+        calibration if settings.get("calibrated") else None,
+        job.get("input_names") or [],
+    )
+
+
+def _mixed_job(job: dict, calibration: list[np.ndarray] | None) -> tuple[bytes, dict]:
+    import pickle
+
+    from keras_opt.tflite.mixed import mixed_int8
+
+    spec = job["mixed"]
+    with np.load(spec["eval"]) as npz:
+        count = len(npz.files) - 1
+        eval_inputs = [npz[f"arr_{i}"] for i in range(count)]
+        y = npz[f"arr_{count}"]
+    metric = spec["metric"]
+    if metric != "accuracy" and isinstance(metric, str):  # a pickled callable (a file)
+        with open(metric, "rb") as f:
+            metric = pickle.load(f)
+    if calibration is None:
+        raise ValueError("Variant 'mixed' needs representative data.")
+    return mixed_int8(
+        job["saved_model"],
+        job["settings"],
+        calibration,
+        job.get("input_names") or [],
+        eval_inputs=eval_inputs,
+        y=y,
+        reference=spec["reference"],
+        budget=spec["budget"],
+        metric=metric,
+        output_names=spec.get("output_names"),
+        threads=spec.get("threads", 1),
+    )
 
 
 def _exit_text(returncode: int) -> str:

@@ -19,7 +19,75 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["quantization_debug"]
+__all__ = ["quantization_debug", "build_debugger", "layer_errors"]
+
+_INTERPRETER_WARNING = ".*tf.lite.Interpreter is deprecated.*"
+
+
+def build_debugger(
+    saved_model_dir: str,
+    settings: dict,
+    calibration: Sequence[np.ndarray],
+    input_names: Sequence[str],
+    options: Any = None,
+    debug_samples: int = 32,
+) -> Any:
+    """A ``tf.lite.experimental.QuantizationDebugger`` over the int8 conversion.
+
+    The model is calibrated once, here; changing ``debugger.options`` (a new
+    deny-list) quantizes the calibrated model again without calibrating it again.
+    """
+    import tensorflow as tf
+
+    from keras_opt.tflite.convert import signature_input_names
+    from keras_opt.tflite.data import as_generator
+    from keras_opt.tflite.variants import VARIANTS
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+    sig = signature_input_names(saved_model_dir)
+    names = list(input_names) if set(sig) == set(input_names) else sig
+    VARIANTS["int8"].configure(converter, settings, as_generator(calibration, names))
+    order = _signature_order(saved_model_dir, input_names)
+
+    def debug_gen() -> Any:
+        n = min(debug_samples, calibration[0].shape[0])
+        for i in range(n):
+            yield [calibration[j][i : i + 1] for j in order]
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_INTERPRETER_WARNING)
+        return tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=debug_gen, debug_options=options
+        )
+
+
+def layer_errors(debugger: Any) -> list[dict[str, Any]]:
+    """Run ``debugger`` and return every layer's ``rmse / scale``, the largest first.
+
+    Returns:
+        List of dicts with ``layer`` (the op's output tensor name, usable in a
+        deny-list), ``op`` and ``rmse_over_scale``.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_INTERPRETER_WARNING)
+        debugger.run()
+    buf = io.StringIO()
+    debugger.layer_statistics_dump(buf)
+    rows = list(csv.DictReader(io.StringIO(buf.getvalue())))
+    layers: list[dict[str, Any]] = []
+    for r in rows:
+        mse, scale = float(r.get("mean_squared_error") or "nan"), float(r["scale"])
+        value = math.sqrt(mse) / scale if scale > 0 else float("nan")
+        if math.isfinite(value):
+            layers.append(
+                {
+                    "layer": r.get("tensor_name", ""),
+                    "op": r.get("op_name", ""),
+                    "rmse_over_scale": value,
+                }
+            )
+    layers.sort(key=lambda d: -float(d["rmse_over_scale"]))
+    return layers
 
 
 def _signature_order(saved_model_dir: str, keras_names: Sequence[str]) -> list[int]:
@@ -63,22 +131,6 @@ def quantization_debug(
     """
     import tensorflow as tf
 
-    from keras_opt.tflite.data import as_generator
-    from keras_opt.tflite.variants import VARIANTS
-
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
-    from keras_opt.tflite.convert import signature_input_names
-
-    sig = signature_input_names(saved_model_dir)
-    names = list(input_names) if set(sig) == set(input_names) else sig
-    VARIANTS["int8"].configure(converter, settings, as_generator(calibration, names))
-    order = _signature_order(saved_model_dir, input_names)
-
-    def debug_gen() -> Any:
-        n = min(debug_samples, calibration[0].shape[0])
-        for i in range(n):
-            yield [calibration[j][i : i + 1] for j in order]
-
     nodes = [d for d in denylist or [] if not d.isupper()]
     ops = [d for d in denylist or [] if d.isupper()]
     options = tf.lite.experimental.QuantizationDebugOptions(
@@ -86,29 +138,13 @@ def quantization_debug(
         denylisted_ops=ops or None,
     )
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter, debug_dataset=debug_gen, debug_options=options
+        warnings.filterwarnings("ignore", message=_INTERPRETER_WARNING)
+        debugger = build_debugger(
+            saved_model_dir, settings, calibration, input_names, options, debug_samples
         )
         report = None
         if analyze:
-            debugger.run()
-            buf = io.StringIO()
-            debugger.layer_statistics_dump(buf)
-            rows = list(csv.DictReader(io.StringIO(buf.getvalue())))
-            layers: list[dict[str, Any]] = []
-            for r in rows:
-                mse, scale = float(r.get("mean_squared_error") or "nan"), float(r["scale"])
-                value = math.sqrt(mse) / scale if scale > 0 else float("nan")
-                if math.isfinite(value):
-                    layers.append(
-                        {
-                            "layer": r.get("tensor_name", ""),
-                            "op": r.get("op_name", ""),
-                            "rmse_over_scale": value,
-                        }
-                    )
-            layers.sort(key=lambda d: -float(d["rmse_over_scale"]))
+            layers = layer_errors(debugger)
             report = {"worst_layers": layers[:top_k], "layers": layers}
         content = bytes(debugger.get_nondebug_quantized_model()) if denylist else None
     return report, content

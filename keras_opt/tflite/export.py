@@ -27,6 +27,7 @@ from keras_opt.tflite import report as _report
 from keras_opt.tflite.benchmark import check_counts
 from keras_opt.tflite.data import collect_inputs, input_specs
 from keras_opt.tflite.measure import measure_artifact
+from keras_opt.tflite.mixed import DEFAULT_MIXED_BUDGET
 from keras_opt.tflite.parity import accuracy
 from keras_opt.tflite.recommend import DEFAULT_ACCURACY_BUDGET, check_budget, recommend
 from keras_opt.tflite.result import ExportResult
@@ -47,6 +48,7 @@ def _versions() -> dict[str, str | None]:
         "keras",
         "tf-keras",
         "ai-edge-litert",
+        "ai-edge-quantizer",
         "tensorflow-model-optimization",
         "numpy",
     ):
@@ -111,6 +113,7 @@ def export(
     isolation: str = "variant",
     quant_debug: bool = False,
     denylist: Sequence[str] | None = None,
+    mixed_budget: float = DEFAULT_MIXED_BUDGET,
     log_path: str | None = None,
     verbose: int = 0,
     on_variant: Callable[[dict[str, Any]], None] | None = None,
@@ -135,8 +138,14 @@ def export(
             training samples.
         eval_data: ``(x, y)`` (or ``x`` alone: parity only) to measure parity
             and the task metric on each artifact.
-        variants: Names or a comma-separated string; default: all of
-            `keras_opt.tflite.VARIANTS`.
+        variants: Names or a comma-separated string; default: the converter's
+            six (`keras_opt.tflite.variants.DEFAULT_VARIANTS`). Also
+            ``int4_weights``, ``dynamic_int4``, ``int8_int16act`` and any
+            ``aeq:<recipe>`` (AI Edge Quantizer recipes applied to the float32
+            file), and ``mixed`` (needs labeled ``eval_data``). A variant that
+            cannot apply to this model (int16 activations or AEQ re-quantization
+            of a quantization-aware model) is left out, with the reason in
+            ``manifest["left_out"]``.
         metric: ``"accuracy"`` or a callable ``metric(y_true, y_pred) -> float``.
         threads: Integer >= 1. Interpreter threads for latency and parity.
         runs: Integer >= 1. Timed runs per variant.
@@ -165,6 +174,10 @@ def export(
             record the worst layers.
         denylist: Node names or op types (``"CONV_2D"``) kept in float in the
             ``int8`` variant.
+        mixed_budget: Float >= 0. The ``mixed`` variant keeps the fewest layers
+            in float such that its metric on ``eval_data`` is at most this far
+            below the Keras model's (default 0.005: half a point of accuracy).
+            The kept layers, and why, are in ``entry["mixed"]``.
         log_path: Converter log file (default ``<out_dir>/export.log``).
         verbose: Integer. 1 shows a progress bar over variants.
         on_variant: Optional callable, called with each variant's manifest
@@ -210,7 +223,12 @@ def export(
         V.integer("batch_size", batch_size, minimum=1)
         batch_size = int(batch_size)
     accuracy_budget = check_budget(accuracy_budget)
+    mixed_budget = float(V.non_negative("mixed_budget", mixed_budget))  # type: ignore[arg-type]
     qat = _convert.is_qat_model(model)
+    left_out: dict[str, str] = {}
+    if qat:
+        left_out = {v.name: _QAT_LEFT_OUT[v.engine] for v in chosen if _qat_incompatible(v)}
+        chosen = [v for v in chosen if v.name not in left_out]
     recurrent = _convert.recurrent_layers(model)
     batch, batch_reason = _resolve_batch(batch_size, recurrent)
     specs = input_specs(model)
@@ -234,6 +252,13 @@ def export(
     eval_inputs = y = None
     if eval_data is not None:
         eval_inputs, y = collect_inputs(eval_data, specs, argument="eval_data")
+    if any(v.engine == "mixed" for v in chosen) and y is None:
+        raise ValueError(
+            "Variant 'mixed' keeps layers in float until its metric on `eval_data` is within "
+            "`mixed_budget` of the Keras model's, so it needs labeled eval data: pass "
+            f"eval_data=(x_test, y_test). Received: eval_data="
+            f"{'inputs without labels' if eval_data is not None else 'None'}"
+        )
     name = str(getattr(model, "name", "") or "model")
     out = _check_out_dir(
         os.fspath(out_dir) if out_dir is not None else os.path.join(DEFAULT_ROOT, name)
@@ -279,6 +304,18 @@ def export(
         if calibration is not None:
             calib_file = os.path.join(work, "calibration.npz")
             np.savez(calib_file, *calibration)
+        mixed_spec = None
+        if any(v.engine == "mixed" for v in chosen) and eval_inputs is not None and y is not None:
+            eval_file = os.path.join(work, "eval.npz")
+            np.savez(eval_file, *eval_inputs, y)
+            mixed_spec = {
+                "eval": eval_file,
+                "reference": keras_metrics[metric_name],
+                "budget": float(mixed_budget),
+                "metric": _metric_for_worker(metric, work),
+                "output_names": output_names,
+                "threads": threads,
+            }
         jobs: list[dict[str, Any]] = []
         for v in chosen:
             settings = v.converter_settings(
@@ -291,8 +328,12 @@ def export(
                 "settings": settings,
                 "calibration": calib_file if settings["calibrated"] else None,
                 "input_names": [s.name for s in specs],
-                "path": os.path.join(out, f"{v.name}.tflite"),
+                "path": os.path.join(out, f"{v.file_stem}.tflite"),
             }
+            if v.engine == "mixed":
+                job["mixed"] = mixed_spec
+                # A metric that cannot be pickled for a worker is evaluated in-process.
+                job["inline"] = callable(mixed_spec["metric"]) if mixed_spec else False
             if recurrent and settings["calibrated"]:
                 job["isolate"] = True  # TF 2.21's calibrator segfaults on while loops
             if v.name == "int8" and calibration is not None:
@@ -324,10 +365,17 @@ def export(
                 pre = {
                     r["variant"]: r
                     for r in _convert.run_jobs(
-                        jobs, isolation="export", workdir=work, log_path=log_path
+                        [j for j in jobs if not j.get("inline")],
+                        isolation="export",
+                        workdir=work,
+                        log_path=log_path,
                     )
                 }
-                again = [j for j in jobs if retry_with_batch_1(j, pre[j["variant"]])]
+                again = [
+                    j
+                    for j in jobs
+                    if j["variant"] in pre and retry_with_batch_1(j, pre[j["variant"]])
+                ]
                 if again:
                     for r in _convert.run_jobs(
                         [fixed(j) for j in again],
@@ -342,13 +390,14 @@ def export(
                     bar.set_postfix_str(vname)
                 res = pre.get(vname)
                 if res is None:
-                    res = _convert.run_jobs(
-                        [job], isolation=isolation, workdir=work, log_path=log_path
-                    )[0]
+                    mode = "none" if job.get("inline") else isolation
+                    res = _convert.run_jobs([job], isolation=mode, workdir=work, log_path=log_path)[
+                        0
+                    ]
                     if retry_with_batch_1(job, res):
                         first_error = res["error"]
                         res = _convert.run_jobs(
-                            [fixed(job)], isolation=isolation, workdir=work, log_path=log_path
+                            [fixed(job)], isolation=mode, workdir=work, log_path=log_path
                         )[0]
                         res["retried"] = first_error
                 if res.get("crashed") and recurrent and job["settings"]["calibrated"]:
@@ -412,10 +461,18 @@ def export(
                         os.remove(job["path"])
                     entry["error"] = entry["error"] or "conversion produced no file"
                     logger.warning("variant %s failed: %s", vname, entry["error"])
+                if res.get("mixed"):
+                    entry["mixed"] = res["mixed"]
                 entry["converter"] = job["settings"]
                 entries[vname] = _ordered(entry)
                 if on_variant is not None:
                     on_variant(entries[vname])
+                if bar is not None:
+                    bar.update(1)
+            for vname, reason in left_out.items():
+                logger.info("variant %s left out: %s", vname, reason)
+                if on_variant is not None:
+                    on_variant({"name": vname, "file": None, "error": None, "left_out": reason})
                 if bar is not None:
                     bar.update(1)
         finally:
@@ -461,6 +518,7 @@ def export(
         },
         "versions": _versions(),
         "variants": list(entries.values()),
+        "left_out": [{"name": k, "reason": why} for k, why in left_out.items()],
         "accuracy_budget": accuracy_budget,
         "recommendation": None,
         "plot": None,
@@ -471,6 +529,53 @@ def export(
     report_path = _report.write_report(out, manifest)
     manifest_path = _report.write_manifest(out, manifest)
     return ExportResult(out, manifest, manifest_path, report_path, plot)
+
+
+#: Why a variant is left out for a quantization-aware model, by engine.
+_QAT_LEFT_OUT = {
+    "converter": (
+        "left out for a quantization-aware model: its graph carries trained int8 ranges "
+        "(FakeQuant ops), and the converter cannot give those tensors int16 activations "
+        "(TF 2.21 fails its 'tfl.softmax' type check: input and output must have the same "
+        "element type). Ship int8 or int8_only, which use the trained ranges, or export the "
+        "float model from before quantize() for int16x8."
+    ),
+    "aeq": (
+        "left out for a quantization-aware model: AI Edge Quantizer re-quantizes a float "
+        ".tflite, and this model's float32 file already passes every kernel through int8 "
+        "QUANTIZE/DEQUANTIZE (its trained ranges), so AEQ would quantize nothing. Ship int8 or "
+        "int8_only, or export the float model from before quantize() for AEQ variants."
+    ),
+    "mixed": (
+        "left out for a quantization-aware model: its int8 file already uses the trained "
+        "ranges that QAT fitted to every layer; keeping layers in float is for "
+        "post-training int8. Ship int8."
+    ),
+}
+
+
+def _qat_incompatible(variant: Any) -> bool:
+    """True for the variants a QAT model cannot have (see `_QAT_LEFT_OUT`)."""
+    if variant.engine in ("aeq", "mixed"):
+        return True
+    return bool(variant.ops_set and "ACTIVATIONS_INT16" in variant.ops_set)
+
+
+def _metric_for_worker(metric: Any, work: str) -> Any:
+    """``"accuracy"``, the path of a pickled metric, or the callable itself (in-process)."""
+    if metric == "accuracy":
+        return metric
+    import pickle
+
+    try:
+        data = pickle.dumps(metric)
+        pickle.loads(data)
+    except Exception:  # lambdas, closures: evaluated in this process instead
+        return metric
+    path = os.path.join(work, "metric.pkl")
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
 
 
 #: Fields of a variant's entry that are its own even when its file is another's twin.

@@ -40,7 +40,9 @@ def inspect_tflite(model: bytes | str | os.PathLike) -> dict[str, Any]:
         of constant buffers) and ``input_shapes`` (``name`` and ``shape`` of
         each input of the main graph, -1 for a dynamic axis) and
         ``variable_tensors`` (state kept between invocations, e.g. by a fused
-        LSTM: an app must reset it before each run).
+        LSTM: an app must reset it before each run) and ``kernel_types`` (tensor type
+        -> count of the kernels of CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ...,
+        read through a DEQUANTIZE: ``{"INT4": 3}`` for an int4 weight-only file).
 
     Raises:
         ValueError: for a missing, truncated or corrupt file, or bytes that are
@@ -98,12 +100,28 @@ def _inspect(content: bytes) -> dict[str, Any]:
             codes.append(op_names.get(code, f"BUILTIN_{code}"))
     used: Counter = Counter()
     types: Counter = Counter()
+    kernels: Counter = Counter()
     int8_names: list[str] = []
     variables = 0
     for s in range(model.SubgraphsLength()):
         sg = model.Subgraphs(s)
+        producer: dict[int, Any] = {}
         for o in range(sg.OperatorsLength()):
-            used[codes[sg.Operators(o).OpcodeIndex()]] += 1
+            op = sg.Operators(o)
+            used[codes[op.OpcodeIndex()]] += 1
+            for i in range(op.OutputsLength()):
+                producer[int(op.Outputs(i))] = op
+        for o in range(sg.OperatorsLength()):
+            op = sg.Operators(o)
+            if codes[op.OpcodeIndex()] not in _KERNEL_OPS or op.InputsLength() < 2:
+                continue
+            index = int(op.Inputs(1))
+            source = producer.get(index)
+            # Weight-only files store the kernel quantized and DEQUANTIZE it before the op.
+            if source is not None and codes[source.OpcodeIndex()] == "DEQUANTIZE":
+                index = int(source.Inputs(0))
+            if index >= 0 and _is_constant(model, sg.Tensors(index)):
+                kernels[type_names.get(sg.Tensors(index).Type(), "?")] += 1
         for t in range(sg.TensorsLength()):
             tensor = sg.Tensors(t)
             variables += int(bool(tensor.IsVariable()))
@@ -142,7 +160,29 @@ def _inspect(content: bytes) -> dict[str, Any]:
         "weight_bytes": weight_bytes,
         "input_shapes": input_shapes,
         "variable_tensors": variables,
+        "kernel_types": dict(sorted(kernels.items())),
     }
+
+
+#: Ops whose second input is a weight kernel (stored as a constant or DEQUANTIZEd).
+_KERNEL_OPS = frozenset(
+    {
+        "CONV_2D",
+        "DEPTHWISE_CONV_2D",
+        "FULLY_CONNECTED",
+        "CONV_3D",
+        "BATCH_MATMUL",
+        "EMBEDDING_LOOKUP",
+    }
+)
+
+
+def _is_constant(model: Any, tensor: Any) -> bool:
+    b = int(tensor.Buffer())
+    if b <= 0 or b >= model.BuffersLength():
+        return False
+    buf = model.Buffers(b)
+    return bool(buf.Size() or buf.DataLength())
 
 
 def _text(value: Any) -> str:

@@ -175,8 +175,14 @@ def write_report(out_dir: str, manifest: dict[str, Any]) -> str:
                 f"- `{v['name']}`: layers with the largest quantization error: {worst}. "
                 "Pass them as `denylist=` to keep them in float."
             )
+        if v.get("mixed"):
+            mixed = v["mixed"]
+            kept = ", ".join(f"`{k['layer']}`" for k in mixed["kept_float"]) or "none"
+            notes.append(f"- `{v['name']}`: {mixed['summary']}. Kept in float: {kept}.")
         if v.get("error"):
             notes.append(f"- **{v['name']} failed**: {v['error']}")
+    for d in manifest.get("left_out") or []:
+        notes.append(f"- `{d['name']}` {d['reason']}")
     if notes:
         lines += ["", "## Notes", "", *notes]
     lines += ["", f"Plot: `{manifest.get('plot') or 'not written'}`.", ""]

@@ -44,10 +44,17 @@ class ExportResult:
         """Variant name -> converter error, for variants that did not convert."""
         return {v["name"]: v["error"] for v in self.variants if v["error"]}
 
+    @property
+    def left_out(self) -> dict[str, str]:
+        """Variant name -> why it was left out (e.g. int16x8 of a quantization-aware model)."""
+        return {d["name"]: d["reason"] for d in self.manifest.get("left_out") or []}
+
     def __getitem__(self, name: str) -> dict[str, Any]:
         for v in self.variants:
             if v["name"] == name:
                 return v
+        if name in self.left_out:
+            raise KeyError(f"Variant {name!r} was {self.left_out[name]}")
         raise KeyError(f"No variant {name!r}; exported: {[v['name'] for v in self.variants]}")
 
     def path(self, name: str) -> str | None:

@@ -11,7 +11,17 @@ dynamic_int8    dynamic-range quantization: int8 weights, float activations
 int8            full integer quantization with float fallback (float I/O)
 int8_only       integer-only ops, int8 (or uint8) input and output (MCUs)
 int16x8         int16 activations x int8 weights (better accuracy than int8)
+int4_weights    AI Edge Quantizer weight-only int4 (``weight_only_wi4_afp32``)
+dynamic_int4    AI Edge Quantizer dynamic int4 (``dynamic_wi4_afp32``)
+int8_int16act   AI Edge Quantizer int8 weights, int16 activations (``static_wi8_ai16``)
+mixed           full int8 with the fewest layers kept in float to stay within an
+                accuracy budget (ranked by the QuantizationDebugger)
+aeq:<recipe>    any other AI Edge Quantizer recipe by name (``aeq:static_wi8_ai8``)
 ==============  =============================================================
+
+The first six come from ``tf.lite.TFLiteConverter`` and are the default. The
+AI Edge Quantizer (AEQ) variants quantize the float32 ``.tflite`` file of the
+same model with an AEQ recipe; ``mixed`` needs labeled ``eval_data``.
 
 Example:
     >>> from keras_opt.tflite.variants import VARIANTS, resolve_variants
@@ -19,6 +29,8 @@ Example:
     ['float32', 'int8']
     >>> VARIANTS["int8"].needs_representative_data
     True
+    >>> VARIANTS["int4_weights"].engine, VARIANTS["int4_weights"].recipe
+    ('aeq', 'weight_only_wi4_afp32')
 """
 
 from __future__ import annotations
@@ -28,7 +40,10 @@ import difflib
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["Variant", "VARIANTS", "DEFAULT_VARIANTS", "resolve_variants"]
+__all__ = ["Variant", "VARIANTS", "DEFAULT_VARIANTS", "AEQ_PREFIX", "resolve_variants"]
+
+#: Prefix of a variant named after an AI Edge Quantizer recipe (``aeq:static_wi8_ai8``).
+AEQ_PREFIX = "aeq:"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +60,10 @@ class Variant:
         ops_set: String or None. Name of the ``tf.lite.OpsSet`` member
             restricting the ops (None keeps the converter default).
         integer_io: Boolean. Input and output tensors are int8/uint8.
+        engine: String. ``"converter"`` (``tf.lite.TFLiteConverter``), ``"aeq"``
+            (an AI Edge Quantizer recipe applied to the float32 ``.tflite``) or
+            ``"mixed"`` (int8 with layers kept in float, see `keras_opt.tflite.mixed`).
+        recipe: String or None. The AEQ recipe function (``ai_edge_quantizer.recipe``).
     """
 
     name: str
@@ -54,6 +73,13 @@ class Variant:
     float16_weights: bool = False
     ops_set: str | None = None
     integer_io: bool = False
+    engine: str = "converter"
+    recipe: str | None = None
+
+    @property
+    def file_stem(self) -> str:
+        """String. The ``.tflite`` file name without suffix (``aeq:x`` -> ``aeq_x``)."""
+        return self.name.replace(":", "_")
 
     def converter_settings(self, *, select_tf_ops: bool, io_dtype: str, qat: bool) -> dict:
         """Return the converter settings this variant uses, as plain data.
@@ -72,6 +98,14 @@ class Variant:
         # TF 2.21 checks int8-only / integer-I/O requests before it has looked at the graph,
         # so a QAT model (no representative data) is converted with its trained ranges and
         # builtin ops, then its I/O tensors are rewritten to integers.
+        if self.engine == "aeq":
+            return {
+                "engine": "aeq",
+                "recipe": self.recipe,
+                "source": "float32 .tflite of the same model and batch size",
+                "supported_ops": ["TFLITE_BUILTINS"],
+                "calibrated": self.needs_representative_data,
+            }
         io_rewrite = qat and self.integer_io
         if io_rewrite:
             ops = ["TFLITE_BUILTINS"]
@@ -86,6 +120,7 @@ class Variant:
             "calibrated": self.needs_representative_data and not qat,
             "qat_ranges": self.optimize and qat,
             "io_rewrite": io_rewrite,
+            "engine": self.engine,
         }
 
     def configure(self, converter: Any, settings: dict, representative_dataset: Any) -> None:
@@ -134,12 +169,68 @@ VARIANTS: dict[str, Variant] = {
             needs_representative_data=True,
             ops_set="EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8",
         ),
+        Variant(
+            "int4_weights",
+            "AEQ weight-only int4 kernels, float activations",
+            engine="aeq",
+            recipe="weight_only_wi4_afp32",
+        ),
+        Variant(
+            "dynamic_int4",
+            "AEQ dynamic int4: int4 kernels, activations quantized at run time",
+            engine="aeq",
+            recipe="dynamic_wi4_afp32",
+        ),
+        Variant(
+            "int8_int16act",
+            "AEQ static int8 weights x int16 activations (int16 I/O)",
+            needs_representative_data=True,
+            engine="aeq",
+            recipe="static_wi8_ai16",
+        ),
+        Variant(
+            "mixed",
+            "full int8, the fewest high-error layers kept in float (accuracy budget)",
+            optimize=True,
+            needs_representative_data=True,
+            engine="mixed",
+        ),
     )
 }
-"""Every variant keras_opt knows, by name."""
+"""Every variant keras_opt knows by name (``aeq:<recipe>`` names any other AEQ recipe)."""
 
-DEFAULT_VARIANTS: tuple[str, ...] = tuple(VARIANTS)
-"""The variants `export` converts when none are named: all of them."""
+DEFAULT_VARIANTS: tuple[str, ...] = (
+    "float32",
+    "float16",
+    "dynamic_int8",
+    "int8",
+    "int8_only",
+    "int16x8",
+)
+"""The variants `export` converts when none are named: the converter's six."""
+
+
+def _aeq_variant(key: str, raw: str, argument: str, names: object) -> Variant:
+    """The `Variant` of ``aeq:<recipe>``; an unknown recipe gets the known ones listed."""
+    from keras_opt.tflite.aeq import recipe_names
+
+    recipe = key[len(AEQ_PREFIX) :]
+    known = recipe_names()
+    if recipe not in known:
+        close = difflib.get_close_matches(recipe, known, n=1)
+        hint = f" Did you mean {AEQ_PREFIX + close[0]!r}?" if close else ""
+        raise ValueError(
+            f"Argument `{argument}` names an unknown AI Edge Quantizer recipe {raw!r}. Known "
+            f"recipes: {', '.join(known)} (write them as aeq:<recipe>).{hint} "
+            f"Received: {argument}={names!r}"
+        )
+    return Variant(
+        AEQ_PREFIX + recipe,
+        f"AEQ recipe {recipe}",
+        needs_representative_data=recipe.startswith("static_"),
+        engine="aeq",
+        recipe=recipe,
+    )
 
 
 def resolve_variants(
@@ -148,8 +239,9 @@ def resolve_variants(
     """Turn variant names into `Variant` objects, rejecting unknown names.
 
     Args:
-        names: None (every variant), a comma-separated string or an iterable of
-            names. Hyphens and case are forgiven (``"Dynamic-Int8"``).
+        names: None (`DEFAULT_VARIANTS`), a comma-separated string or an iterable
+            of names. Hyphens and case are forgiven (``"Dynamic-Int8"``);
+            ``"aeq:<recipe>"`` names an AI Edge Quantizer recipe.
         argument: String. The argument name used in error messages.
 
     Returns:
@@ -165,7 +257,7 @@ def resolve_variants(
         ['float16', 'dynamic_int8']
     """
     if names is None:
-        return list(VARIANTS.values())
+        return [VARIANTS[n] for n in DEFAULT_VARIANTS]
     if isinstance(names, str):
         items = [n for n in names.split(",")]
     else:
@@ -183,12 +275,18 @@ def resolve_variants(
                 f"Argument `{argument}` must contain strings. Received: {argument}={names!r}"
             )
         key = raw.strip().lower().replace("-", "_")
+        if key.startswith(AEQ_PREFIX):
+            variant = _aeq_variant(key, raw, argument, names)
+            if variant not in out:
+                out.append(variant)
+            continue
         if key not in VARIANTS:
             close = difflib.get_close_matches(key, list(VARIANTS), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ValueError(
                 f"Argument `{argument}` contains an unknown variant {raw!r}. Known variants: "
-                f"{', '.join(VARIANTS)}.{hint} Received: {argument}={names!r}"
+                f"{', '.join(VARIANTS)}, or aeq:<recipe> for an AI Edge Quantizer recipe.{hint} "
+                f"Received: {argument}={names!r}"
             )
         if VARIANTS[key] not in out:
             out.append(VARIANTS[key])

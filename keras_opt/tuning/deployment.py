@@ -36,7 +36,11 @@ class Deployment:
         eval_data: ``(x, y)``. Held-out data to measure the artifact's metric.
         representative_data: Calibration inputs for integer variants (a few
             hundred training samples); not needed for float variants.
-        variant: String. The variant that ships (see `keras_opt.tflite.VARIANTS`).
+        variant: String. The variant that ships (see `keras_opt.tflite.VARIANTS`):
+            a converter variant, an AI Edge Quantizer one (``int4_weights``,
+            ``dynamic_int4``, ``int8_int16act``, ``aeq:<recipe>``) or ``mixed``
+            (int8 with the fewest layers kept in float to stay within
+            ``mixed_budget`` of the trial's Keras metric on ``eval_data``).
         metric: String. ``"accuracy"`` (higher is better).
         max_latency_ms: Float or None. Budget on the p50 latency.
         max_size_kb: Float or None. Budget on the file size (KiB, raw bytes / 1024).
@@ -44,6 +48,7 @@ class Deployment:
         runs: Integer >= 1. Timed runs per artifact.
         isolation: String. Passed to `keras_opt.tflite.export` (``"variant"``
             runs each conversion in a fresh process).
+        mixed_budget: Float >= 0. For ``variant="mixed"``: passed to `export`.
 
     Returns:
         A `Deployment`; pass it to a keras_opt tuner as ``deployment=`` and use
@@ -69,18 +74,24 @@ class Deployment:
         threads: int = 1,
         runs: int = 20,
         isolation: str = "variant",
+        mixed_budget: float = 0.005,
     ) -> None:
-        from keras_opt.tflite import VARIANTS
+        from keras_opt.tflite.variants import resolve_variants
 
         if not isinstance(eval_data, (tuple, list)) or len(eval_data) != 2:
             v.fail("eval_data", "a pair (x, y)", type(eval_data).__name__, exc=TypeError)
-        v.one_of("variant", variant, list(VARIANTS))
-        if variant in ("int8", "int8_only", "int16x8") and representative_data is None:
+        if not isinstance(variant, str) or "," in variant:
+            v.fail("variant", "one variant name (e.g. 'int8')", variant, exc=TypeError)
+        chosen = resolve_variants([variant], argument="variant")[0]
+        variant = chosen.name
+        if chosen.needs_representative_data and representative_data is None:
             raise ValueError(
                 f"Variant {variant!r} needs calibration data. Pass `representative_data=` "
-                "(a few hundred training inputs) or choose a float variant "
-                "('float32', 'float16', 'dynamic_int8'). Received: representative_data=None"
+                "(a few hundred training inputs) or choose a variant without calibration "
+                "('float32', 'float16', 'dynamic_int8', 'int4_weights', 'dynamic_int4'). "
+                "Received: representative_data=None"
             )
+        v.non_negative("mixed_budget", mixed_budget)
         v.one_of("metric", metric, ("accuracy",))
         v.positive("max_latency_ms", max_latency_ms, allow_none=True)
         v.positive("max_size_kb", max_size_kb, allow_none=True)
@@ -96,6 +107,7 @@ class Deployment:
         self.threads = threads
         self.runs = runs
         self.isolation = isolation
+        self.mixed_budget = float(mixed_budget)
 
     @property
     def objective(self) -> kt_objective.Objective:
@@ -149,8 +161,13 @@ class Deployment:
             threads=self.threads,
             runs=self.runs,
             isolation=self.isolation,
+            mixed_budget=self.mixed_budget,
         )
-        entry = result[self.variant]
+        entry: dict[str, Any]
+        if self.variant in result.left_out:  # e.g. int16x8 of a quantization-aware trial
+            entry = {"error": f"{self.variant} {result.left_out[self.variant]}"}
+        else:
+            entry = result[self.variant]
         if entry.get("error"):
             logger.warning("Trial artifact failed to convert: %s", entry["error"])
             metrics = {

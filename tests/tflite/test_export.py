@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from keras_opt.tflite import VARIANTS
+from keras_opt.tflite.variants import DEFAULT_VARIANTS as VARIANTS
 
 REQUIRED_FIELDS = (
     "name",

@@ -101,6 +101,32 @@ def test_export_best_writes_the_winner_like_any_export(searched, tmp_path, flat_
     assert result["float16"]["metrics"]["accuracy"] > 0.5
 
 
+def test_a_trial_is_scored_on_its_int4_file(flat_digits, tmp_path):
+    x, y, xv, yv = flat_digits
+    model = build_dense(_FixedHP(units=8))
+    model.fit(x, y, epochs=2, verbose=0)
+    deployment = Deployment(eval_data=(xv, yv), variant="int4_weights", runs=3, isolation="none")
+    metrics = deployment.measure(model, str(tmp_path))
+    assert metrics["tflite_accuracy"] > 0.5
+    assert metrics["tflite_size_kb"] == pytest.approx(
+        os.path.getsize(tmp_path / "int4_weights.tflite") / 1024
+    )
+    assert metrics["deploy_score"] == metrics["tflite_accuracy"]
+
+
+class _FixedHP:
+    """Just enough of a HyperParameters object for `build_dense` outside a search."""
+
+    def __init__(self, **values):
+        self.values = values
+
+    def Choice(self, name, options):  # noqa: N802 - KerasTuner's method name
+        return self.values.get(name, options[0])
+
+    def Fixed(self, name, value):  # noqa: N802
+        return value
+
+
 def test_deployment_score_formula():
     d = Deployment(eval_data=([0], [0]), variant="float32", max_latency_ms=2.0, max_size_kb=10.0)
     ok = {"tflite_accuracy": 0.8, "tflite_latency_ms": 1.0, "tflite_size_kb": 9.0}
@@ -114,7 +140,18 @@ def test_deployment_score_formula():
     ("kwargs", "exc", "match"),
     [
         ({"eval_data": [1, 2, 3]}, TypeError, r"`eval_data` must be a pair \(x, y\)"),
-        ({"eval_data": ([0], [0]), "variant": "int4"}, ValueError, r"`variant` must be one of"),
+        (
+            {"eval_data": ([0], [0]), "variant": "int4"},
+            ValueError,
+            r"`variant` contains an unknown variant 'int4'",
+        ),
+        (
+            {"eval_data": ([0], [0]), "variant": "aeq:nope"},
+            ValueError,
+            r"unknown AI Edge Quantizer",
+        ),
+        ({"eval_data": ([0], [0]), "variant": "mixed"}, ValueError, r"needs calibration data"),
+        ({"eval_data": ([0], [0]), "variant": "int8,mixed"}, TypeError, r"one variant name"),
         ({"eval_data": ([0], [0]), "variant": "int8"}, ValueError, r"needs calibration data"),
         (
             {"eval_data": ([0], [0]), "variant": "float16", "max_size_kb": 0},
