@@ -41,7 +41,8 @@ def comparison_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     Returns:
         List of dicts with ``model``, ``variant``, ``size_bytes``, ``gzip_bytes``,
         ``latency_p50_ms``, ``metric``, ``same_file_as`` (the variant of the same
-        model whose file is byte-identical, or None), ``runtime_error`` and ``error``.
+        model whose file is byte-identical, or None), ``runtime_error`` and ``error``;
+        a variant the export left out has ``left_out`` (the reason) instead of numbers.
 
     Example:
         >>> m = {"variants": [{"name": "int8", "size_bytes": 9, "latency_ms": {"p50": 0.1}},
@@ -66,6 +67,21 @@ def comparison_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
                     "same_file_as": r["same_file_as"],
                     "runtime_error": r["runtime_error"],
                     "error": r["error"],
+                }
+            )
+        for d in manifest.get("left_out") or []:  # e.g. int16x8 of a QAT model, and why
+            rows.append(
+                {
+                    "model": label,
+                    "variant": d["name"],
+                    "size_bytes": None,
+                    "gzip_bytes": None,
+                    "latency_p50_ms": None,
+                    "metric": None,
+                    "same_file_as": None,
+                    "runtime_error": None,
+                    "error": None,
+                    "left_out": d["reason"],
                 }
             )
     return rows
@@ -132,6 +148,11 @@ def _cells(row: dict[str, Any], width: int | None = 60) -> list[str]:
 
     if row.get("same_file_as"):
         return [row["model"], row["variant"], "same file as", row["same_file_as"], "", ""]
+    if row.get("left_out"):
+        reason = " ".join(str(row["left_out"]).split())
+        if width is not None and len(reason) > width:
+            reason = reason[: width - 3] + "..."
+        return [row["model"], row["variant"], "left out", "", "", reason]
 
     def num(x: Any, spec: str) -> str:
         return "" if x is None else format(x, spec)
@@ -327,6 +348,10 @@ def write_comparison(
                 f"<pre>{html.escape(str(r['error']))}</pre></details></td>"
             )
             body.append('<tr class="failed">' + "".join(tds) + "</tr>")
+            continue
+        if r.get("left_out"):
+            tds.append(f'<td colspan="4" class="same">{html.escape(str(r["left_out"]))}</td>')
+            body.append('<tr class="same">' + "".join(tds) + "</tr>")
             continue
         if r.get("same_file_as"):
             tds.append(

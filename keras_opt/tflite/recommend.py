@@ -114,6 +114,8 @@ def recommend_rows(
             why_not[name] = f"failed to convert: {_short(r['error'])}"
         elif r.get("runtime_error"):
             why_not[name] = f"LiteRT cannot run it: {_short(r['runtime_error'])}"
+        elif r.get("left_out"):
+            why_not[name] = _short(r["left_out"])
         elif r.get("same_file_as"):
             why_not[name] = f"same file as {r['same_file_as']} (identical sha256)"
         elif r.get("latency_p50_ms") is None or r.get("size_bytes") is None:
