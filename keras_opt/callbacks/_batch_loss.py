@@ -1,4 +1,4 @@
-"""The true per-batch loss from Keras' running means.
+"""The true per-batch loss from Keras' running means, and its smoothed curve.
 
 Keras batch logs hold the mean of the loss since the epoch began (weighted by
 batch size in both flavors), not the loss of the batch that just ran. fastai's
@@ -49,3 +49,44 @@ class BatchLossUnroller:
         self._prev_index = batch
         self._prev_mean = running_mean
         return value
+
+
+class SmoothedLoss:
+    """Bias-corrected exponential moving average of a loss, and its best value.
+
+    fastai's ``SmoothenValue``: ``avg = beta * avg + (1 - beta) * loss``,
+    reported as ``avg / (1 - beta ** n)`` after ``n`` values, so that the
+    first values are not pulled towards 0. The LR finder and
+    `TrainingMonitor` both call a run diverged when the smoothed loss exceeds
+    a factor times its best (lowest) value.
+
+    Args:
+        beta: Float in [0, 1). Weight of the past.
+
+    Example:
+        >>> s = SmoothedLoss(0.5)
+        >>> s.update(4.0), s.update(2.0), s.best
+        (4.0, 2.666..., 2.666...)
+    """
+
+    def __init__(self, beta: float) -> None:
+        self.beta = float(beta)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every value seen."""
+        self._avg = 0.0
+        self.count = 0
+        self.best = math.inf
+
+    def update(self, loss: float) -> float:
+        """Add a (finite) loss; return the smoothed value."""
+        self._avg = self.beta * self._avg + (1 - self.beta) * float(loss)
+        self.count += 1
+        smoothed = self._avg / (1 - self.beta**self.count)
+        self.best = min(self.best, smoothed)
+        return smoothed
+
+    def above_best(self, smoothed: float, factor: float) -> bool:
+        """Whether ``smoothed`` exceeds ``factor`` times the best value so far."""
+        return smoothed > factor * self.best

@@ -29,8 +29,8 @@ from typing import Any
 
 import tensorflow as tf
 
+from keras_opt._state import base_optimizer, unique
 from keras_opt.backend import is_tf_keras, keras
-from keras_opt.callbacks._optimizer_state import base_optimizer
 
 try:  # one-node conditionals (see `_cond`); tf.cond where TensorFlow lacks it
     from tensorflow.python.ops.cond_v2 import indexed_case as _indexed_case
@@ -67,15 +67,6 @@ def all_finite(tensors: list[Any]) -> tf.Tensor:
 
 def _variable(value: Any, dtype: Any, name: str) -> tf.Variable:
     return tf.Variable(value, dtype=dtype, trainable=False, name=name, aggregation=_ONLY_FIRST)
-
-
-def _unique(variables: list[Any]) -> list[Any]:
-    seen, out = set(), []
-    for var in variables:
-        if id(var) not in seen:
-            seen.add(id(var))
-            out.append(var)
-    return out
 
 
 class _ScaledLearningRate(keras.optimizers.schedules.LearningRateSchedule):
@@ -149,11 +140,11 @@ class GuardedStep:
         skip = {id(v) for m in model.metrics for v in m.variables} | {id(lr)}
         self.trainable = [
             v
-            for v in _unique([*model.trainable_variables, *optimizer.variables])
+            for v in unique([*model.trainable_variables, *optimizer.variables])
             if id(v) not in skip
         ]
         self.non_trainable = [
-            v for v in _unique(list(model.non_trainable_variables)) if id(v) not in skip
+            v for v in unique(list(model.non_trainable_variables)) if id(v) not in skip
         ]
         self.all_state = [*self.trainable, *self.non_trainable]
         with model.distribute_strategy.scope():

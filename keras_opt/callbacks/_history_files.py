@@ -8,6 +8,8 @@ import math
 import os
 from typing import Any
 
+from keras_opt._plotting import new_figure, save_figure
+
 TIMING = ("epoch_time", "step_time", "steps_per_sec", "samples_per_sec")
 FLAGS = ("diverged", "loss_spikes", "plateau", "overfitting")
 
@@ -49,58 +51,51 @@ def write_all(
     return paths
 
 
-def plot(path: str, history: list[dict[str, Any]], batch_losses: list[list[float]]) -> None:
+def plot(path: str, history: list[dict[str, Any]], batch_losses: list[list[float]]) -> str:
     """Loss (epoch and batch), other metrics and LR against epochs, as one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    try:
-        epochs = [row["epoch"] for row in history]
-        ax = axes[0]
-        for i, losses in enumerate(batch_losses):
-            if losses:
-                start = epochs[i] if i < len(epochs) else i
-                xs = [start + (j + 1) / len(losses) for j in range(len(losses))]
-                ax.plot(xs, losses, color="lightgray", linewidth=0.8)
-        for key in ("loss", "val_loss"):
-            if any(key in row for row in history):
-                ax.plot(
-                    [e + 1 for e in epochs],
-                    [row.get(key, math.nan) for row in history],
-                    marker="o",
-                    label=key,
-                )
-        ax.set_xlabel("epoch")
-        ax.set_title("loss (gray: batch loss)")
+    fig = new_figure((14, 4))
+    axes = fig.subplots(1, 3)
+    epochs = [row["epoch"] for row in history]
+    ax = axes[0]
+    for i, losses in enumerate(batch_losses):
+        if losses:
+            start = epochs[i] if i < len(epochs) else i
+            xs = [start + (j + 1) / len(losses) for j in range(len(losses))]
+            ax.plot(xs, losses, color="lightgray", linewidth=0.8)
+    for key in ("loss", "val_loss"):
+        if any(key in row for row in history):
+            ax.plot(
+                [e + 1 for e in epochs],
+                [row.get(key, math.nan) for row in history],
+                marker="o",
+                label=key,
+            )
+    ax.set_xlabel("epoch")
+    ax.set_title("loss (gray: batch loss)")
+    ax.legend()
+    ax = axes[1]
+    skip = {
+        "epoch",
+        "loss",
+        "val_loss",
+        "learning_rate",
+        "batch_loss",
+        "loss_spike",
+        *TIMING,
+        *FLAGS,
+    }
+    for key in sorted({k for row in history for k in row} - skip):
+        ax.plot(epochs, [row.get(key, math.nan) for row in history], marker="o", label=key)
+    ax.set_xlabel("epoch")
+    ax.set_title("metrics")
+    if ax.lines:
         ax.legend()
-        ax = axes[1]
-        skip = {
-            "epoch",
-            "loss",
-            "val_loss",
-            "learning_rate",
-            "batch_loss",
-            "loss_spike",
-            *TIMING,
-            *FLAGS,
-        }
-        for key in sorted({k for row in history for k in row} - skip):
-            ax.plot(epochs, [row.get(key, math.nan) for row in history], marker="o", label=key)
-        ax.set_xlabel("epoch")
-        ax.set_title("metrics")
-        if ax.lines:
-            ax.legend()
-        ax = axes[2]
-        if any("learning_rate" in row for row in history):
-            lrs = [row.get("learning_rate", math.nan) for row in history]
-            ax.plot(epochs, lrs, marker="o")
-            ax.set_yscale("log")
-        ax.set_xlabel("epoch")
-        ax.set_title("learning rate")
-        fig.tight_layout()
-        fig.savefig(path, dpi=90)
-    finally:
-        plt.close(fig)
+    ax = axes[2]
+    if any("learning_rate" in row for row in history):
+        lrs = [row.get("learning_rate", math.nan) for row in history]
+        ax.plot(epochs, lrs, marker="o")
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_title("learning rate")
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=90)

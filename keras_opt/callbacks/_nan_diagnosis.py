@@ -12,15 +12,12 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from keras_opt._state import VariableSnapshot, read_float, read_value
 from keras_opt.callbacks import _probe
 
 
 def _finite(value: Any) -> bool:
-    return bool(np.all(np.isfinite(_probe.to_numpy(value))))
-
-
-def _top_layers(model: Any) -> list[Any]:
-    return [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+    return bool(np.all(np.isfinite(read_value(value))))
 
 
 def diagnose(model: Any, x: Any, y: Any, sample_weight: Any = None) -> dict[str, Any]:
@@ -46,17 +43,15 @@ def diagnose(model: Any, x: Any, y: Any, sample_weight: Any = None) -> dict[str,
                 return _result("weights", layer.name, math.nan, math.nan, "has non-finite weights")
     if not all(_finite(t) for t in tf.nest.flatten(x)):
         return _result("input", None, math.nan, math.nan, "the input batch is non-finite")
-    state = _probe.state_variables(model)
-    saved = [_probe.to_numpy(s).copy() for s in state]
+    saved = VariableSnapshot.take(_probe.state_variables(model))
     try:
         return _diagnose(model, x, y, sample_weight)
     finally:
-        for s, value in zip(state, saved, strict=False):
-            s.assign(value)
+        saved.restore()
 
 
 def _diagnose(model: Any, x: Any, y: Any, sample_weight: Any) -> dict[str, Any]:
-    layers = _top_layers(model)
+    layers = _probe.top_layers(model)
     extractor = None
     try:
         extractor = _probe.intermediate_model(model, layers, "diagnose")
@@ -70,7 +65,7 @@ def _diagnose(model: Any, x: Any, y: Any, sample_weight: Any) -> dict[str, Any]:
     for layer, out in zip(layers, outputs, strict=False):
         if not all(_finite(t) for t in tf.nest.flatten(out)):
             return _result("output", layer.name, math.nan, math.nan, "output is non-finite")
-    loss_value = float(_probe.to_numpy(loss))
+    loss_value = read_float(loss)
     if not math.isfinite(loss_value):
         return _result("loss", None, loss_value, math.nan, "the loss is non-finite")
     grads = tape.gradient(loss, [*trainable])
@@ -82,7 +77,7 @@ def _diagnose(model: Any, x: Any, y: Any, sample_weight: Any) -> dict[str, Any]:
             g = grads[i]
             if g is None:
                 continue
-            g = _probe.to_numpy(tf.convert_to_tensor(g)).astype(np.float64)
+            g = read_value(tf.convert_to_tensor(g)).astype(np.float64)
             if not np.all(np.isfinite(g)):
                 bad_layers.append(name)
                 break

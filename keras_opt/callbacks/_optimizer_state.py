@@ -18,24 +18,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 
+from keras_opt._state import base_optimizer, read_float
 from keras_opt.backend import is_tf_keras, keras
 
 MOMENTUM_ATTRS = ("momentum", "beta_1")
-
-
-def read_float(value: Any) -> float:
-    """Python float from a variable, tensor or number."""
-    if hasattr(value, "numpy"):
-        return float(np.asarray(value.numpy()))
-    return float(np.asarray(value))
-
-
-def base_optimizer(optimizer: Any) -> Any:
-    """The optimizer that holds the hyper-parameters (unwraps LossScaleOptimizer)."""
-    return getattr(optimizer, "inner_optimizer", optimizer)
 
 
 class DynamicFloat(float):
@@ -180,13 +168,23 @@ def momentum_attribute(optimizer: Any) -> str | None:
     return None
 
 
-def learning_rate_variable(optimizer: Any, owner: str) -> Any:
-    """The optimizer's LR variable; a clear TypeError if it holds a schedule."""
+def release_schedule(optimizer: Any) -> None:
+    """Put back the LR variable that a `ScheduledLearningRate` still wraps.
+
+    `LRScheduler` installs the wrapper for one ``fit`` and removes it at
+    ``on_train_end``; a ``fit`` that raised first leaves it behind. Callers
+    that set the LR themselves call this before `learning_rate_variable`.
+    """
     optimizer = base_optimizer(optimizer)
     lr = getattr(optimizer, "_learning_rate", None)
     if isinstance(lr, ScheduledLearningRate) and lr.original is not None:
-        # Left behind by a fit that raised before on_train_end.
-        lr = optimizer._learning_rate = lr.original
+        optimizer._learning_rate = lr.original
+
+
+def learning_rate_variable(optimizer: Any, owner: str) -> Any:
+    """The optimizer's LR variable (read only); a clear TypeError if it holds a schedule."""
+    optimizer = base_optimizer(optimizer)
+    lr = getattr(optimizer, "_learning_rate", None)
     if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule) or callable(lr):
         raise TypeError(
             f"{owner} sets the learning rate itself, but the optimizer "

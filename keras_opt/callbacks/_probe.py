@@ -4,6 +4,8 @@
   into one fixed batch ``(x, y, sample_weight)``.
 * `layer_groups` maps the model's trainable variables to the leaf layers that
   own them (nested models are walked), so norms can be reported per layer.
+* `top_layers` lists the model's own layers (what the activation monitor and
+  the NaN diagnosis look at).
 * `state_variables` lists the variables a probe forward pass may change
   (BatchNorm moving statistics, metric accumulators), so they can be put back.
 * `compute_loss` calls the model's compiled loss in either flavor.
@@ -14,10 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 
 from keras_opt import _validation as v
+from keras_opt._state import read_value, unique
 from keras_opt.backend import is_tf_keras, keras
 
 
@@ -43,6 +45,11 @@ def as_probe(data: Any, name: str, *, need_targets: bool) -> tuple[Any, Any, Any
     if x is None or len(tf.nest.flatten(x)) == 0:
         v.fail(name, "a batch with inputs", data)
     return x, y, sw
+
+
+def top_layers(model: Any) -> list[Any]:
+    """The model's own layers in order, without ``InputLayer`` (a nested model is one)."""
+    return [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
 
 
 def leaf_layers(model: Any) -> list[Any]:
@@ -75,15 +82,10 @@ def layer_groups(model: Any) -> list[tuple[str, list[int]]]:
 
 def state_variables(model: Any) -> list[Any]:
     """Non-trainable variables and metric accumulators (changed by a training forward)."""
-    out, seen = [], set()
     candidates = list(model.non_trainable_variables)
     for metric in getattr(model, "metrics", []):
         candidates.extend(metric.variables)
-    for var in candidates:
-        if id(var) not in seen:
-            seen.add(id(var))
-            out.append(var)
-    return out
+    return unique(candidates)
 
 
 def compute_loss(model: Any, x: Any, y: Any, y_pred: Any, sample_weight: Any) -> Any:
@@ -173,8 +175,5 @@ def run_intermediate(extractor: Any, x: Any, training: bool = True) -> list[Any]
     return list(out) if isinstance(out, (list, tuple)) else [out]
 
 
-def to_numpy(value: Any) -> np.ndarray:
-    """NumPy copy of a tensor, variable or array."""
-    if hasattr(value, "numpy"):
-        value = value.numpy()
-    return np.asarray(value)
+# `gradient_monitor` reads values through this name; it is `keras_opt._state.read_value`.
+to_numpy = read_value

@@ -10,13 +10,16 @@ import numpy as np
 import tensorflow as tf
 
 from keras_opt import _validation as v
+from keras_opt._plotting import new_figure, save_figure
+from keras_opt._state import VariableSnapshot, read_value
 from keras_opt.callbacks import _probe
 from keras_opt.callbacks._base import Callback
 
 logger = logging.getLogger(__name__)
 
-RELU_FAMILY = ("relu", "relu6")
-"""Activations whose units can die (output exactly 0 for every input)."""
+__all__ = ["ActivationMonitor"]
+
+_RELU_FAMILY = ("relu", "relu6")  # activations whose units can die (always output 0)
 
 
 def _relu_like(layer: Any) -> bool:
@@ -26,7 +29,7 @@ def _relu_like(layer: Any) -> bool:
         threshold = getattr(layer, "threshold", 0.0)
         return float(slope or 0.0) == 0.0 and float(threshold or 0.0) >= 0.0
     activation = getattr(layer, "activation", None)
-    return getattr(activation, "__name__", None) in RELU_FAMILY
+    return getattr(activation, "__name__", None) in _RELU_FAMILY
 
 
 class ActivationMonitor(Callback):
@@ -116,9 +119,7 @@ class ActivationMonitor(Callback):
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._x = _probe.as_probe(self.probe, "probe", need_targets=False)[0]
-        self._layers = [
-            layer for layer in self.model.layers if type(layer).__name__ != "InputLayer"
-        ]
+        self._layers = _probe.top_layers(self.model)
         self._extractor = _probe.intermediate_model(self.model, self._layers, "ActivationMonitor")
         self._state = _probe.state_variables(self.model)
         self.records = []
@@ -140,12 +141,11 @@ class ActivationMonitor(Callback):
         return self._stats(self._forward())
 
     def _forward(self) -> list[Any]:
-        saved = [_probe.to_numpy(s).copy() for s in self._state]
+        saved = VariableSnapshot.take(self._state)
         try:
             return _probe.run_intermediate(self._extractor, self._x)
         finally:
-            for s, value in zip(self._state, saved, strict=False):
-                s.assign(value)
+            saved.restore()
 
     def _stats(self, outputs: list[Any]) -> dict[str, dict[str, Any]]:
         stats = {}
@@ -153,7 +153,7 @@ class ActivationMonitor(Callback):
             flat = tf.nest.flatten(out)
             if len(flat) != 1:
                 continue
-            a = _probe.to_numpy(flat[0]).astype(np.float64)
+            a = read_value(flat[0]).astype(np.float64)
             dead = None
             if _relu_like(layer) and a.ndim >= 2:
                 units = a.reshape(-1, a.shape[-1])
@@ -222,43 +222,32 @@ class ActivationMonitor(Callback):
         Returns:
             The path written, as a string.
         """
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         if not self.records:
             raise ValueError("ActivationMonitor has no records yet: run `fit` first.")
         names = list(self.records[0]["layers"])
-        fig, axes = plt.subplots(len(names), 1, figsize=(7, 1.6 * len(names)), squeeze=False)
-        try:
-            for ax, name in zip(axes[:, 0], names, strict=False):
-                hists = [
-                    r["layers"][name]["histogram"] for r in self.records if name in r["layers"]
-                ]
-                finite_edges = [e for _, e in hists if len(e)]
-                if not finite_edges:
-                    continue
-                low = min(float(e[0]) for e in finite_edges)
-                high = max(float(e[-1]) for e in finite_edges)
-                grid = np.linspace(low, high if high > low else low + 1.0, self.bins + 1)
-                image = np.zeros((self.bins, len(hists)))
-                for j, (counts, edges) in enumerate(hists):
-                    if len(edges):
-                        centers = (edges[:-1] + edges[1:]) / 2
-                        image[:, j] = np.histogram(centers, bins=grid, weights=counts)[0]
-                ax.imshow(
-                    np.log1p(image),
-                    origin="lower",
-                    aspect="auto",
-                    extent=(0, len(hists), grid[0], grid[-1]),
-                    cmap="viridis",
-                )
-                ax.set_ylabel(name, rotation=0, ha="right", fontsize=8)
-            axes[-1, 0].set_xlabel("probe (0 = start of training)")
-            fig.tight_layout()
-            path = os.fspath(path)
-            fig.savefig(path, dpi=90)
-        finally:
-            plt.close(fig)
-        return path
+        fig = new_figure((7, 1.6 * len(names)))
+        axes = fig.subplots(len(names), 1, squeeze=False)
+        for ax, name in zip(axes[:, 0], names, strict=False):
+            hists = [r["layers"][name]["histogram"] for r in self.records if name in r["layers"]]
+            finite_edges = [e for _, e in hists if len(e)]
+            if not finite_edges:
+                continue
+            low = min(float(e[0]) for e in finite_edges)
+            high = max(float(e[-1]) for e in finite_edges)
+            grid = np.linspace(low, high if high > low else low + 1.0, self.bins + 1)
+            image = np.zeros((self.bins, len(hists)))
+            for j, (counts, edges) in enumerate(hists):
+                if len(edges):
+                    centers = (edges[:-1] + edges[1:]) / 2
+                    image[:, j] = np.histogram(centers, bins=grid, weights=counts)[0]
+            ax.imshow(
+                np.log1p(image),
+                origin="lower",
+                aspect="auto",
+                extent=(0, len(hists), grid[0], grid[-1]),
+                cmap="viridis",
+            )
+            ax.set_ylabel(name, rotation=0, ha="right", fontsize=8)
+        axes[-1, 0].set_xlabel("probe (0 = start of training)")
+        fig.tight_layout()
+        return save_figure(fig, path, dpi=90)

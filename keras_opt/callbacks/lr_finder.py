@@ -14,23 +14,24 @@ import math
 import os
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 
 from keras_opt import _validation as v
-from keras_opt._plotting import save_figure
+from keras_opt._plotting import new_figure, save_figure
+from keras_opt._state import ModelSnapshot, read_float
 from keras_opt.backend import check_model
 from keras_opt.callbacks._base import Callback
-from keras_opt.callbacks._batch_loss import BatchLossUnroller
+from keras_opt.callbacks._batch_loss import BatchLossUnroller, SmoothedLoss
+from keras_opt.callbacks._lr_suggestions import RULES, suggest
 from keras_opt.callbacks._optimizer_state import (
     build_optimizer,
     learning_rate_variable,
-    read_float,
+    release_schedule,
 )
 
 logger = logging.getLogger(__name__)
 
-RULES = ("valley", "steepest", "minimum")
+__all__ = ["LRFinder", "LRFinderResult", "find_lr"]
 
 
 @dataclasses.dataclass
@@ -72,93 +73,26 @@ class LRFinderResult:
         Returns:
             The path written, as a string.
         """
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 4))
-        try:
-            ax.plot(self.lrs, self.smoothed_losses, label="smoothed loss")
-            ax.plot(self.lrs, self.losses, alpha=0.3, label="batch loss")
-            ax.set_xscale("log")
-            ax.set_xlabel("learning rate")
-            ax.set_ylabel("loss")
-            finite = [x for x in self.smoothed_losses if math.isfinite(x)]
-            if finite:
-                low = min(finite)
-                high = max(finite[: finite.index(low) + 1])  # the curve up to its minimum
-                pad = 0.1 * (high - low) + 1e-12
-                ax.set_ylim(low - pad, high + pad)
-            for rule, lr in self.suggestions.items():
-                style = "-" if rule == self.rule else ":"
-                ax.axvline(lr, linestyle=style, color="red" if rule == self.rule else "gray")
-            ax.set_title(f"LR finder: {self.rule} suggests {self.suggested_lr:.2e}")
-            ax.legend()
-            fig.tight_layout()
-        except BaseException:
-            plt.close(fig)
-            raise
+        fig = new_figure((6, 4))
+        ax = fig.subplots()
+        ax.plot(self.lrs, self.smoothed_losses, label="smoothed loss")
+        ax.plot(self.lrs, self.losses, alpha=0.3, label="batch loss")
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("loss")
+        finite = [x for x in self.smoothed_losses if math.isfinite(x)]
+        if finite:
+            low = min(finite)
+            high = max(finite[: finite.index(low) + 1])  # the curve up to its minimum
+            pad = 0.1 * (high - low) + 1e-12
+            ax.set_ylim(low - pad, high + pad)
+        for rule, lr in self.suggestions.items():
+            style = "-" if rule == self.rule else ":"
+            ax.axvline(lr, linestyle=style, color="red" if rule == self.rule else "gray")
+        ax.set_title(f"LR finder: {self.rule} suggests {self.suggested_lr:.2e}")
+        ax.legend()
+        fig.tight_layout()
         return save_figure(fig, path)
-
-
-def smooth(losses: list[float], beta: float) -> list[float]:
-    """Bias-corrected exponential moving average (fastai's ``SmoothenValue``)."""
-    out, avg = [], 0.0
-    for i, loss in enumerate(losses, start=1):
-        avg = beta * avg + (1 - beta) * loss
-        out.append(avg / (1 - beta**i))
-    return out
-
-
-def suggest(lrs: list[float], smoothed: list[float]) -> dict[str, float]:
-    """The three suggestion rules on an (lr, smoothed loss) curve.
-
-    * ``"minimum"``: LR of the lowest smoothed loss, divided by 10.
-    * ``"steepest"``: LR of the most negative slope of loss over log10(LR),
-      before the minimum.
-    * ``"valley"``: fastai's rule — find the longest decreasing stretch of
-      the curve and take the point ``len/3 + len/6`` into it.
-
-    Args:
-        lrs: List of floats.
-        smoothed: List of floats, same length.
-
-    Returns:
-        Dict rule -> LR.
-    """
-    lrs_a = np.asarray(lrs, dtype=np.float64)
-    loss = np.asarray(smoothed, dtype=np.float64)
-    finite = np.isfinite(loss)
-    n = int(np.argmin(finite)) if not finite.all() else len(loss)
-    lrs_a, loss = lrs_a[:n], loss[:n]
-    if n < 3:
-        raise ValueError(
-            f"The LR sweep recorded only {n} finite losses, too few to suggest an LR. "
-            "Lower `start_lr` or raise `num_steps`."
-        )
-    i_min = int(np.argmin(loss))
-    out = {"minimum": float(lrs_a[i_min] / 10.0)}
-    grad = np.gradient(loss, np.log10(lrs_a))
-    # Skip the first 10% (the smoothed curve is still dominated by a few
-    # batches there) and stop at the minimum.
-    skip = min(max(n // 10, 1), max(i_min - 1, 0))
-    upto = max(i_min, skip + 1)
-    out["steepest"] = float(lrs_a[skip + int(np.argmin(grad[skip:upto]))])
-    # fastai valley: longest decreasing subsequence.
-    lds = [1] * n
-    max_start = max_end = 0
-    for i in range(1, n):
-        for j in range(i):
-            if loss[i] < loss[j] and lds[i] < lds[j] + 1:
-                lds[i] = lds[j] + 1
-            if lds[max_end] < lds[i]:
-                max_end = i
-                max_start = max_end - lds[max_end]
-    sections = (max_end - max_start) / 3
-    idx = max_start + int(sections) + int(sections / 2)
-    out["valley"] = float(lrs_a[min(max(idx, 0), n - 1)])
-    return out
 
 
 class LRFinder(Callback):
@@ -231,16 +165,16 @@ class LRFinder(Callback):
         return self.start_lr * (self.end_lr / self.start_lr) ** (i / (self.num_steps - 1))
 
     def on_train_begin(self, logs: dict | None = None) -> None:
+        release_schedule(self.model.optimizer)
         self._lr_var = learning_rate_variable(self.model.optimizer, "LRFinder")
         _ensure_built(self.model)
-        self._snapshot = snapshot(self.model)
+        self._snapshot = ModelSnapshot.take(self.model)
         self._unroller = BatchLossUnroller()
+        self._ema = SmoothedLoss(self.beta)
         self._step = 0
         self._lrs: list[float] = []
         self._losses: list[float] = []
         self._smoothed: list[float] = []
-        self._best = math.inf
-        self._avg = 0.0
         self._diverged = False
         self.result = None
 
@@ -266,11 +200,9 @@ class LRFinder(Callback):
             self._diverged = True
             self.model.stop_training = True
             return
-        self._avg = self.beta * self._avg + (1 - self.beta) * loss
-        smoothed = self._avg / (1 - self.beta ** len(self._losses))
+        smoothed = self._ema.update(loss)
         self._smoothed.append(smoothed)
-        self._best = min(self._best, smoothed)
-        if self._step > 1 and smoothed > self.diverge_threshold * self._best:
+        if self._step > 1 and self._ema.above_best(smoothed, self.diverge_threshold):
             self._diverged = True
             self.model.stop_training = True
         if self._step >= self.num_steps:
@@ -278,7 +210,7 @@ class LRFinder(Callback):
 
     def on_train_end(self, logs: dict | None = None) -> None:
         if self.restore:
-            restore(self.model, self._snapshot)
+            self._snapshot.restore()
         suggestions = suggest(self._lrs, self._smoothed)
         self.result = LRFinderResult(
             lrs=self._lrs,
@@ -301,37 +233,6 @@ def _ensure_built(model: Any, sample: Any = None) -> None:
             )
         model(sample, training=False)
     build_optimizer(model)
-
-
-def snapshot(model: Any) -> dict[str, Any]:
-    """Copy the model's weights, optimizer variables and LR (for `restore`)."""
-    optimizer = model.optimizer
-    return {
-        "weights": [np.array(w, copy=True) for w in model.get_weights()],
-        "optimizer": [np.array(read_value(x), copy=True) for x in optimizer.variables],
-        "lr": np.array(read_value(optimizer._learning_rate), copy=True),
-    }
-
-
-def read_value(variable: Any) -> Any:
-    """NumPy value of a Keras 3 or TF variable."""
-    value = variable.numpy() if hasattr(variable, "numpy") else variable
-    return np.asarray(value)
-
-
-def restore(model: Any, state: dict[str, Any]) -> None:
-    """Put back what `snapshot` saved, bit for bit."""
-    model.set_weights(state["weights"])
-    optimizer = model.optimizer
-    variables = list(optimizer.variables)
-    if len(variables) != len(state["optimizer"]):
-        raise RuntimeError(
-            "The optimizer gained or lost variables during the LR sweep; cannot restore it."
-        )
-    for var, value in zip(variables, state["optimizer"], strict=True):
-        var.assign(value)
-    optimizer._learning_rate.assign(state["lr"])
-    model.reset_metrics()
 
 
 def _dataset(x: Any, y: Any, batch_size: int, sample_weight: Any, seed: int) -> tf.data.Dataset:
@@ -436,6 +337,7 @@ def find_lr(
         diverge_threshold=diverge_threshold,
         rule=rule,
     )
+    release_schedule(model.optimizer)
     learning_rate_variable(model.optimizer, "find_lr")
     ds = _dataset(x, y, batch_size, sample_weight, seed)
     sample = next(iter(ds.take(1)))[0]

@@ -8,23 +8,25 @@ from typing import Any
 import tensorflow as tf
 
 from keras_opt import _validation as v
+from keras_opt._state import base_optimizer, read_float
 from keras_opt.backend import keras
 from keras_opt.callbacks._base import Callback
 from keras_opt.callbacks._monitor import MonitorState
 from keras_opt.callbacks._optimizer_state import (
     ScheduledLearningRate,
-    base_optimizer,
     install_momentum,
     install_schedule,
     learning_rate_variable,
     momentum_attribute,
-    read_float,
+    release_schedule,
     retrace,
     uninstall,
 )
 from keras_opt.schedules import Schedule
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["Plateau", "LRScheduler"]
 
 
 class Plateau:
@@ -270,6 +272,7 @@ class LRScheduler(Callback):
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         optimizer = base_optimizer(self.model.optimizer)
+        release_schedule(optimizer)  # left behind by a fit that raised
         learning_rate_variable(optimizer, "LRScheduler")  # clear error if not settable
         active = self._resolve_schedule()
         momentum_attr = self._momentum_attr(active)

@@ -11,13 +11,16 @@ import numpy as np
 import tensorflow as tf
 
 from keras_opt import _validation as v
+from keras_opt._state import base_optimizer, read_float
 from keras_opt.backend import keras
 from keras_opt.callbacks._base import Callback
 from keras_opt.callbacks._guard_step import CAUSES, GuardedStep
 from keras_opt.callbacks._nan_diagnosis import diagnose
-from keras_opt.callbacks._optimizer_state import base_optimizer, build_optimizer, read_float
+from keras_opt.callbacks._optimizer_state import build_optimizer
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["NaNGuard"]
 
 
 class NaNGuard(Callback):
@@ -358,7 +361,4 @@ def _unflatten(arrays: list[np.ndarray], flat: list[bool], template: Any) -> tup
     it = iter(arrays)
     leaves = [next(it) if present else None for present in flat]
     data = tf.nest.pack_sequence_as(template, leaves)
-    if not isinstance(data, tuple):
-        return data, None, None
-    data = tuple(data) + (None,) * (3 - len(data))
-    return data[0], data[1], data[2]
+    return keras.utils.unpack_x_y_sample_weight(data)

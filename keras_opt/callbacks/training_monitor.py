@@ -7,18 +7,19 @@ import math
 import os
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 from keras_opt import _validation as v
+from keras_opt._state import read_float
 from keras_opt.callbacks import _history_files
 from keras_opt.callbacks._base import Callback
-from keras_opt.callbacks._batch_loss import BatchLossUnroller
+from keras_opt.callbacks._batch_loss import BatchLossUnroller, SmoothedLoss
 from keras_opt.callbacks._monitor import MonitorState
-from keras_opt.callbacks._optimizer_state import read_float
 
 logger = logging.getLogger(__name__)
 
-FLAG_KEYS = ("diverged", "loss_spikes", "plateau", "overfitting")
+__all__ = ["TrainingMonitor"]
 
 
 class TrainingMonitor(Callback):
@@ -150,15 +151,16 @@ class TrainingMonitor(Callback):
         self.batch_losses: list[list[float]] = []
         self.events: list[dict[str, Any]] = []
         self._recent: list[float] = []
-        self._ema = 0.0
-        self._ema_count = 0
-        self._best_smoothed = math.inf
+        self._ema = SmoothedLoss(self.smoothing)
         self._wait = 0
         self._overfit_streak = 0
         self._prev_epoch_logs: dict[str, float] | None = None
         self._epoch = 0
-        self._epoch_start = time.perf_counter()
-        self._batch_start = self._epoch_start
+        self._reset_epoch()
+
+    def _reset_epoch(self) -> None:
+        """Per-epoch state: the running-mean unroller, step timing, alarm counts."""
+        self._unroller.reset()
         self._prev_batch = -1
         self._prev_mean = 0.0
         self._batch_offset = 0
@@ -166,6 +168,8 @@ class TrainingMonitor(Callback):
         self._steps = 0
         self._epoch_diverged = False
         self._epoch_spikes = 0
+        self._epoch_start = time.perf_counter()
+        self._batch_start = self._epoch_start
 
     # -- hooks -------------------------------------------------------------------
 
@@ -176,16 +180,8 @@ class TrainingMonitor(Callback):
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch = epoch
-        self._unroller.reset()
-        self._prev_batch = -1
-        self._prev_mean = 0.0
-        self._batch_offset = 0
-        self._step_seconds = 0.0
-        self._steps = 0
-        self._epoch_diverged = False
-        self._epoch_spikes = 0
+        self._reset_epoch()
         self.batch_losses.append([])
-        self._epoch_start = time.perf_counter()
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         self._batch_start = time.perf_counter()
@@ -222,15 +218,12 @@ class TrainingMonitor(Callback):
         if not math.isfinite(loss):
             reason = f"non-finite batch loss ({loss})"
         else:
-            self._ema = self.smoothing * self._ema + (1 - self.smoothing) * loss
-            self._ema_count += 1
-            smoothed = self._ema / (1 - self.smoothing**self._ema_count)
-            self._best_smoothed = min(self._best_smoothed, smoothed)
-            if smoothed <= self.divergence_factor * self._best_smoothed:
+            smoothed = self._ema.update(loss)
+            if not self._ema.above_best(smoothed, self.divergence_factor):
                 return False
             reason = (
                 f"smoothed loss {smoothed:.4g} > {self.divergence_factor:g} x best "
-                f"{self._best_smoothed:.4g}"
+                f"{self._ema.best:.4g}"
             )
         if not self._epoch_diverged:
             self._event(
@@ -305,16 +298,15 @@ class TrainingMonitor(Callback):
         if improved is None:
             return False
         self._wait = 0 if improved else self._wait + 1
-        if self._wait < self.plateau_patience:
-            return False
-        if self._wait == self.plateau_patience:
-            self._event(
-                "plateau",
+        return self._streak(
+            "plateau",
+            self._wait,
+            self.plateau_patience,
+            lambda: (
                 f"plateau at epoch {epoch}: `{self.monitor}` has not improved by "
-                f"{self.min_delta:g} for {self._wait} epochs (best {self._state.best:.4g}).",
-                epochs=self._wait,
-            )
-        return True
+                f"{self.min_delta:g} for {self._wait} epochs (best {self._state.best:.4g})."
+            ),
+        )
 
     def _check_overfitting(self, epoch: int, logs: dict) -> bool:
         if "val_loss" not in logs or "loss" not in logs:
@@ -327,15 +319,22 @@ class TrainingMonitor(Callback):
             self._overfit_streak += 1
         else:
             self._overfit_streak = 0
-        if self._overfit_streak < self.overfit_patience:
-            return False
-        if self._overfit_streak == self.overfit_patience:
-            self._event(
-                "overfitting",
+        return self._streak(
+            "overfitting",
+            self._overfit_streak,
+            self.overfit_patience,
+            lambda: (
                 f"overfitting at epoch {epoch}: val_loss rose while loss fell for "
-                f"{self._overfit_streak} epochs in a row.",
-                epochs=self._overfit_streak,
-            )
+                f"{self._overfit_streak} epochs in a row."
+            ),
+        )
+
+    def _streak(self, kind: str, count: int, patience: int, message: Callable[[], str]) -> bool:
+        """True from ``patience`` epochs on; the event is raised on reaching it, once."""
+        if count < patience:
+            return False
+        if count == patience:
+            self._event(kind, message(), epochs=count)
         return True
 
     def on_train_end(self, logs: dict | None = None) -> None:

@@ -13,8 +13,10 @@ from typing import Any
 import numpy as np
 
 from keras_opt import _validation as v
-from keras_opt._plotting import save_figure
+from keras_opt._plotting import new_figure, save_figure
 from keras_opt.backend import check_model
+
+__all__ = ["ErrorReport", "analyze_errors"]
 
 
 @dataclasses.dataclass
@@ -68,33 +70,25 @@ class ErrorReport:
         Returns:
             The path written, as a string.
         """
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         matrix = self.confusion.astype(np.float64)
         if normalize:
             matrix = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
         n = len(self.class_names)
-        fig, ax = plt.subplots(figsize=(1 + 0.6 * n, 1 + 0.6 * n))
-        try:
-            ax.imshow(matrix, cmap="Blues")
-            ax.set_xticks(range(n), self.class_names, rotation=90)
-            ax.set_yticks(range(n), self.class_names)
-            ax.set_xlabel("predicted")
-            ax.set_ylabel("true")
-            high = matrix.max() if matrix.size else 0
-            for i in range(n):
-                for j in range(n):
-                    text = f"{matrix[i, j]:.2f}" if normalize else str(int(matrix[i, j]))
-                    color = "white" if matrix[i, j] > high / 2 else "black"
-                    ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
-            ax.set_title(f"accuracy {self.accuracy:.3f}")
-            fig.tight_layout()
-        except BaseException:
-            plt.close(fig)
-            raise
+        fig = new_figure((1 + 0.6 * n, 1 + 0.6 * n))
+        ax = fig.subplots()
+        ax.imshow(matrix, cmap="Blues")
+        ax.set_xticks(range(n), self.class_names, rotation=90)
+        ax.set_yticks(range(n), self.class_names)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        high = matrix.max() if matrix.size else 0
+        for i in range(n):
+            for j in range(n):
+                text = f"{matrix[i, j]:.2f}" if normalize else str(int(matrix[i, j]))
+                color = "white" if matrix[i, j] > high / 2 else "black"
+                ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
+        ax.set_title(f"accuracy {self.accuracy:.3f}")
+        fig.tight_layout()
         return save_figure(fig, path)
 
 

@@ -18,6 +18,8 @@ import tensorflow as tf
 from keras_opt import _validation as v
 from keras_opt.backend import keras
 
+__all__ = ["VariableCheck", "GradientCheckReport", "check_gradients"]
+
 FAST_MODES = ("auto", True, False)
 
 

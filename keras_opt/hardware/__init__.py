@@ -8,8 +8,13 @@ the training code::
         model = build(); model.compile(...)
     model.fit(keras_opt.hardware.prepare_dataset((x, y), strategy, per_replica_batch_size=64))
 
-Modules: `devices` (the one place devices are listed), `strategy`,
-`precision`, `xla`, `data`, `input_check`, `batch_size`, `profiling`.
+The package exports the functions a training script calls. Each lives in a
+module named after its concern, which also holds the types it returns and
+the lower-level pieces: `devices` (the one place devices are listed,
+``Devices``, ``detect_devices``), `strategy` (``check_strategy``,
+``is_default_strategy``), `precision` (``resolve_policy``), `xla`, `summary`,
+`data`, `input_check` (``InputPipelineReport``), `batch_size`
+(``BatchSizeResult``) and `profiling` (``profiler_plugin_available``).
 
 Example:
     >>> from keras_opt import hardware
@@ -17,34 +22,25 @@ Example:
     1
 """
 
-from keras_opt.hardware.batch_size import BatchSizeResult, BatchSizeTrial, find_batch_size
+from keras_opt.hardware.batch_size import find_batch_size
 from keras_opt.hardware.data import global_batch_size, prepare_dataset, scale_learning_rate
-from keras_opt.hardware.devices import Devices, detect_devices
-from keras_opt.hardware.input_check import InputPipelineReport, check_input_pipeline
-from keras_opt.hardware.precision import float32_output, resolve_policy, set_precision
-from keras_opt.hardware.profiling import profile_steps, profiler_plugin_available
-from keras_opt.hardware.strategy import auto_strategy, check_strategy, is_default_strategy
-from keras_opt.hardware.xla import resolve_jit_compile, setup_summary
+from keras_opt.hardware.input_check import check_input_pipeline
+from keras_opt.hardware.precision import float32_output, set_precision
+from keras_opt.hardware.profiling import profile_steps
+from keras_opt.hardware.strategy import auto_strategy
+from keras_opt.hardware.summary import setup_summary
+from keras_opt.hardware.xla import resolve_jit_compile
 
 __all__ = [
     "auto_strategy",
-    "check_strategy",
-    "is_default_strategy",
-    "Devices",
-    "detect_devices",
-    "resolve_policy",
     "set_precision",
     "float32_output",
     "resolve_jit_compile",
     "setup_summary",
+    "prepare_dataset",
     "global_batch_size",
     "scale_learning_rate",
-    "prepare_dataset",
-    "check_input_pipeline",
-    "InputPipelineReport",
     "find_batch_size",
-    "BatchSizeResult",
-    "BatchSizeTrial",
+    "check_input_pipeline",
     "profile_steps",
-    "profiler_plugin_available",
 ]

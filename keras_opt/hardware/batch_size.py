@@ -12,7 +12,7 @@ learning rate the chosen batch implies. The model's weights and optimizer
 state are restored afterwards.
 
 Example:
-    >>> from keras_opt.hardware import BatchSizeResult, BatchSizeTrial
+    >>> from keras_opt.hardware.batch_size import BatchSizeResult, BatchSizeTrial
     >>> r = BatchSizeResult([BatchSizeTrial(8, 8, True, 100.0), BatchSizeTrial(16, 16, False)],
     ...                     replicas=1, base_batch_size=8, base_learning_rate=0.01)
     >>> r.per_replica_batch_size, r.suggested_learning_rate
@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from keras_opt import _validation as v
 from keras_opt import backend
-from keras_opt.hardware._state import ModelState
+from keras_opt._state import ModelSnapshot, read_float
 from keras_opt.hardware.data import scale_learning_rate
 
 logger = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def _is_oom(err: BaseException) -> bool:
 
 def _learning_rate(model: Any) -> float | None:
     try:
-        return float(np.asarray(model.optimizer.learning_rate))
+        return read_float(model.optimizer.learning_rate)
     except (AttributeError, TypeError, ValueError):
         return None
 
@@ -199,7 +199,7 @@ def find_batch_size(
     replicas = int(model.distribute_strategy.num_replicas_in_sync)
     trials: list[BatchSizeTrial] = []
     base_lr = _learning_rate(model)
-    state = ModelState(model)
+    state = ModelSnapshot.take(model)
     low, high = 0, None  # largest size that fit, smallest that did not
     size = init_batch_size
     try:

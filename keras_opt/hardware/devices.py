@@ -1,8 +1,7 @@
 """The one place where keras_opt asks TensorFlow which devices exist.
 
-Every other module of `keras_opt.hardware` calls `detect_devices`, so tests
-(and users on exotic clusters) can fake a TPU or GPUs by replacing the small
-functions below (``_list_physical``, ``_gpu_details``, ``_tpu_hint``).
+Every other module of `keras_opt.hardware` calls `detect_devices`, so the
+test suite fakes a TPU or GPUs at this one boundary.
 
 TPUs are only probed when there is a sign of one (``TPU_NAME``,
 ``COLAB_TPU_ADDR``, ``KUBE_GOOGLE_CLOUD_TPU_ENDPOINTS`` or a ``/dev/accel*`` /
@@ -10,7 +9,7 @@ TPUs are only probed when there is a sign of one (``TPU_NAME``,
 Google Cloud metadata server, which is slow or unreachable elsewhere.
 
 Example:
-    >>> from keras_opt.hardware import detect_devices
+    >>> from keras_opt.hardware.devices import detect_devices
     >>> detect_devices().kind in ("tpu", "gpu", "cpu")
     True
 """
@@ -42,7 +41,7 @@ class Devices:
         tpu: String or None. The TPU address hint (``"local"`` on a TPU VM).
 
     Example:
-        >>> from keras_opt.hardware import Devices
+        >>> from keras_opt.hardware.devices import Devices
         >>> Devices(kind="cpu", cpus=("/physical_device:CPU:0",)).describe()
         '1 x CPU'
     """
@@ -106,7 +105,7 @@ def detect_devices() -> Devices:
         A `Devices`.
 
     Example:
-        >>> from keras_opt.hardware import detect_devices
+        >>> from keras_opt.hardware.devices import detect_devices
         >>> devices = detect_devices()
         >>> len(devices.cpus) >= 1
         True

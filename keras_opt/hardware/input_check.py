@@ -9,7 +9,7 @@ accelerator waits for input and the fix is in the pipeline (``cache``,
 the model.
 
 Example:
-    >>> from keras_opt.hardware import InputPipelineReport
+    >>> from keras_opt.hardware.input_check import InputPipelineReport
     >>> r = InputPipelineReport(data_batches_per_second=10.0, train_steps_per_second=50.0,
     ...                         steps=5)
     >>> r.input_bound
@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from keras_opt import _validation as v
 from keras_opt import backend
-from keras_opt.hardware._state import ModelState, unpack_batch
+from keras_opt._state import ModelSnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class InputPipelineReport:
         steps: Integer. Batches timed for each measurement.
 
     Example:
-        >>> from keras_opt.hardware import InputPipelineReport
+        >>> from keras_opt.hardware.input_check import InputPipelineReport
         >>> InputPipelineReport(100.0, 20.0, steps=5).input_bound
         False
     """
@@ -136,13 +136,13 @@ def check_input_pipeline(
             dataset,
             hint="Use `dataset.repeat()` or lower `steps`",
         )
-    state = ModelState(model)
+    state = ModelSnapshot.take(model)
     try:
         for batch in batches[:warmup]:
-            model.train_on_batch(*unpack_batch(batch))
+            model.train_on_batch(*backend.keras.utils.unpack_x_y_sample_weight(batch))
         start = time.perf_counter()
         for batch in batches[warmup:]:
-            model.train_on_batch(*unpack_batch(batch))
+            model.train_on_batch(*backend.keras.utils.unpack_x_y_sample_weight(batch))
         train_seconds = time.perf_counter() - start
     finally:
         state.restore()

@@ -17,7 +17,8 @@ for a built model that forgot: it appends a float32 linear activation to each
 output that is not float32 already (a cast, no new weights).
 
 Example:
-    >>> from keras_opt.hardware import Devices, resolve_policy
+    >>> from keras_opt.hardware.devices import Devices
+    >>> from keras_opt.hardware.precision import resolve_policy
     >>> resolve_policy("auto", Devices(kind="cpu"))
     'float32'
     >>> resolve_policy("auto", Devices(kind="gpu", gpus=("g0",),
@@ -50,7 +51,7 @@ def resolve_policy(policy: str = "auto", devices: _devices.Devices | None = None
 
     Args:
         policy: String. One of `POLICIES`.
-        devices: A `keras_opt.hardware.Devices`, or None to detect this machine's.
+        devices: A `keras_opt.hardware.devices.Devices`, or None to detect this machine's.
 
     Returns:
         String: ``"float32"``, ``"mixed_float16"`` or ``"mixed_bfloat16"``.
@@ -59,7 +60,8 @@ def resolve_policy(policy: str = "auto", devices: _devices.Devices | None = None
         ValueError: on an unknown policy.
 
     Example:
-        >>> from keras_opt.hardware import Devices, resolve_policy
+        >>> from keras_opt.hardware.devices import Devices
+        >>> from keras_opt.hardware.precision import resolve_policy
         >>> resolve_policy("auto", Devices(kind="tpu", tpu="local"))
         'mixed_bfloat16'
         >>> resolve_policy("mixed_float16")
@@ -71,7 +73,7 @@ def resolve_policy(policy: str = "auto", devices: _devices.Devices | None = None
     if policy != "auto":
         return policy
     if devices is not None and not isinstance(devices, _devices.Devices):
-        v.fail("devices", "a keras_opt.hardware.Devices or None", devices, exc=TypeError)
+        v.fail("devices", "a keras_opt.hardware.devices.Devices or None", devices, exc=TypeError)
     found = devices if devices is not None else _devices.detect_devices()
     if found.kind == "tpu":
         return "mixed_bfloat16"
@@ -92,7 +94,7 @@ def set_precision(policy: str = "auto", devices: _devices.Devices | None = None)
 
     Args:
         policy: String. One of `POLICIES`.
-        devices: A `keras_opt.hardware.Devices`, or None to detect.
+        devices: A `keras_opt.hardware.devices.Devices`, or None to detect.
 
     Returns:
         String: the policy now in force.

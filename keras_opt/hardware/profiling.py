@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from keras_opt import _validation as v
 from keras_opt import backend
-from keras_opt.hardware._state import ModelState, unpack_batch
+from keras_opt._state import ModelSnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def profiler_plugin_available() -> bool:
         Boolean.
 
     Example:
-        >>> from keras_opt.hardware import profiler_plugin_available
+        >>> from keras_opt.hardware.profiling import profiler_plugin_available
         >>> profiler_plugin_available() in (True, False)
         True
     """
@@ -105,17 +105,17 @@ def profile_steps(
             f"{len(batches)} batches",
             hint="Use `dataset.repeat()` or lower `steps`",
         )
-    state = ModelState(model) if restore else None
+    state = ModelSnapshot.take(model) if restore else None
     logdir = str(logdir)
     before = set(glob.glob(os.path.join(logdir, "plugins", "profile", "*")))
     try:
         for batch in batches[:warmup]:
-            model.train_on_batch(*unpack_batch(batch))
+            model.train_on_batch(*backend.keras.utils.unpack_x_y_sample_weight(batch))
         tf.profiler.experimental.start(logdir)
         try:
             for step, batch in enumerate(batches[warmup:]):
                 with tf.profiler.experimental.Trace("train", step_num=step, _r=1):
-                    model.train_on_batch(*unpack_batch(batch))
+                    model.train_on_batch(*backend.keras.utils.unpack_x_y_sample_weight(batch))
         finally:
             tf.profiler.experimental.stop()
     finally:

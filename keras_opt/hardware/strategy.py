@@ -84,7 +84,7 @@ def is_default_strategy(strategy: Any) -> bool:
 
     Example:
         >>> import tensorflow as tf
-        >>> from keras_opt.hardware import is_default_strategy
+        >>> from keras_opt.hardware.strategy import is_default_strategy
         >>> is_default_strategy(tf.distribute.get_strategy())
         True
     """
@@ -230,7 +230,7 @@ def check_strategy(strategy: Any) -> None:
 
     Example:
         >>> import tensorflow as tf
-        >>> from keras_opt.hardware import check_strategy
+        >>> from keras_opt.hardware.strategy import check_strategy
         >>> check_strategy(tf.distribute.get_strategy())
     """
     if not isinstance(strategy, tf.distribute.Strategy):

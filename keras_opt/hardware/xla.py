@@ -1,4 +1,4 @@
-"""XLA (``jit_compile``) choice and the one-line setup summary.
+"""XLA (``jit_compile``): whether to compile the train step, as Keras would decide.
 
 ``resolve_jit_compile("auto")`` follows the rule of the Keras flavor in use,
 so the answer is what ``model.compile(jit_compile=...)`` would do:
@@ -10,7 +10,8 @@ so the answer is what ``model.compile(jit_compile=...)`` would do:
   ``"auto"`` is off.
 
 Example:
-    >>> from keras_opt.hardware import Devices, resolve_jit_compile
+    >>> from keras_opt.hardware import resolve_jit_compile
+    >>> from keras_opt.hardware.devices import Devices
     >>> resolve_jit_compile("auto", devices=Devices(kind="cpu"))
     False
     >>> resolve_jit_compile(True)
@@ -28,7 +29,7 @@ from keras_opt import backend
 from keras_opt.hardware import devices as _devices
 from keras_opt.hardware.strategy import is_default_strategy
 
-__all__ = ["resolve_jit_compile", "setup_summary"]
+__all__ = ["resolve_jit_compile"]
 
 
 def _model_supports_jit(model: Any) -> bool:
@@ -54,7 +55,7 @@ def resolve_jit_compile(
         strategy: A ``tf.distribute.Strategy`` or None. Keras 3 turns
             ``"auto"`` off under a non-default strategy. None reads the model's
             strategy, else the current one.
-        devices: A `keras_opt.hardware.Devices`, or None to detect.
+        devices: A `keras_opt.hardware.devices.Devices`, or None to detect.
 
     Returns:
         Boolean: pass it as ``model.compile(..., jit_compile=...)``.
@@ -63,8 +64,9 @@ def resolve_jit_compile(
         ValueError: if ``jit_compile`` is not ``"auto"``, True or False.
 
     Example:
-        >>> from keras_opt.hardware import Devices, resolve_jit_compile
         >>> from keras_opt.backend import is_tf_keras
+        >>> from keras_opt.hardware import resolve_jit_compile
+        >>> from keras_opt.hardware.devices import Devices
         >>> gpu = Devices(kind="gpu", gpus=("g0",), gpu_compute_capabilities=((8, 0),))
         >>> resolve_jit_compile("auto", devices=gpu) == (not is_tf_keras())
         True
@@ -89,51 +91,3 @@ def resolve_jit_compile(
     if strategy is not None and not is_default_strategy(strategy):
         return False
     return model is None or _model_supports_jit(model)
-
-
-def setup_summary(
-    strategy: Any = None,
-    policy: str | None = None,
-    jit_compile: bool | None = None,
-    devices: _devices.Devices | None = None,
-) -> str:
-    """One line describing the training setup, for logs.
-
-    Args:
-        strategy: A ``tf.distribute.Strategy`` or None (the current one).
-        policy: String or None (Keras' global dtype policy).
-        jit_compile: Boolean or None (``resolve_jit_compile("auto")``).
-        devices: A `keras_opt.hardware.Devices`, or None to detect.
-
-    Returns:
-        String such as
-        ``"devices: 2 x GPU (cc 8.0) | strategy: MirroredStrategy | replicas: 2 |
-        policy: mixed_bfloat16 | XLA: off"``.
-
-    Example:
-        >>> from keras_opt.hardware import Devices, setup_summary
-        >>> setup_summary(policy="float32", jit_compile=False,
-        ...               devices=Devices(kind="cpu", cpus=("cpu0",)))
-        'devices: 1 x CPU | strategy: default | replicas: 1 | policy: float32 | XLA: off'
-    """
-    from keras_opt.backend import keras
-
-    found = devices if devices is not None else _devices.detect_devices()
-    strategy = strategy if strategy is not None else tf.distribute.get_strategy()
-    if not isinstance(strategy, tf.distribute.Strategy):
-        v.fail("strategy", "a tf.distribute.Strategy or None", strategy, exc=TypeError)
-    if policy is None:
-        policy = keras.mixed_precision.global_policy().name
-    if jit_compile is None:
-        jit_compile = resolve_jit_compile("auto", strategy=strategy, devices=found)
-    if is_default_strategy(strategy):
-        name = "default"
-    elif isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        name = "MultiWorkerMirroredStrategy"
-    else:
-        name = type(strategy).__name__
-    return (
-        f"devices: {found.describe()} | strategy: {name} | "
-        f"replicas: {strategy.num_replicas_in_sync} | policy: {policy} | "
-        f"XLA: {'on' if jit_compile else 'off'}"
-    )

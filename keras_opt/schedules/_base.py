@@ -332,3 +332,11 @@ def cosine_anneal(start: Any, end: Any, pct: Any, m: Any) -> Any:
 def linear_anneal(start: Any, end: Any, pct: Any, m: Any) -> Any:
     """Linear interpolation from ``start`` (pct=0) to ``end`` (pct=1)."""
     return start + (end - start) * pct
+
+
+def check_momentum_pair(base_momentum: Any, max_momentum: Any) -> None:
+    """Validate a (base, max) momentum pair: both in [0, 1), base <= max."""
+    v.in_range("base_momentum", base_momentum, 0.0, 1.0, high_inclusive=False)
+    v.in_range("max_momentum", max_momentum, 0.0, 1.0, high_inclusive=False)
+    if base_momentum > max_momentum:
+        v.fail("max_momentum", f">= base_momentum={base_momentum}", max_momentum)

@@ -8,6 +8,8 @@ from keras_opt import _validation as v
 from keras_opt.backend import keras
 from keras_opt.schedules._base import Schedule, check_steps_or_epochs, cosine_anneal
 
+__all__ = ["CosineRestarts"]
+
 
 @keras.utils.register_keras_serializable(package="keras_opt")
 class CosineRestarts(Schedule):

@@ -6,8 +6,9 @@ from typing import Any
 
 from keras_opt import _validation as v
 from keras_opt.backend import keras
-from keras_opt.schedules._base import Schedule, check_steps_or_epochs
-from keras_opt.schedules.one_cycle import check_momentum_pair
+from keras_opt.schedules._base import Schedule, check_momentum_pair, check_steps_or_epochs
+
+__all__ = ["CyclicalLR"]
 
 MODES = ("triangular", "triangular2", "exp_range")
 

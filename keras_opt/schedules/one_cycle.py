@@ -6,15 +6,15 @@ from typing import Any
 
 from keras_opt import _validation as v
 from keras_opt.backend import keras
-from keras_opt.schedules._base import Schedule, check_steps_or_epochs, cosine_anneal, linear_anneal
+from keras_opt.schedules._base import (
+    Schedule,
+    check_momentum_pair,
+    check_steps_or_epochs,
+    cosine_anneal,
+    linear_anneal,
+)
 
-
-def check_momentum_pair(base_momentum: Any, max_momentum: Any) -> None:
-    """Validate a (base, max) momentum pair: both in [0, 1), base <= max."""
-    v.in_range("base_momentum", base_momentum, 0.0, 1.0, high_inclusive=False)
-    v.in_range("max_momentum", max_momentum, 0.0, 1.0, high_inclusive=False)
-    if base_momentum > max_momentum:
-        v.fail("max_momentum", f">= base_momentum={base_momentum}", max_momentum)
+__all__ = ["OneCycle"]
 
 
 @keras.utils.register_keras_serializable(package="keras_opt")

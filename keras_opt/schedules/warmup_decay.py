@@ -13,6 +13,8 @@ from keras_opt.schedules._base import (
     linear_anneal,
 )
 
+__all__ = ["WarmupDecay"]
+
 DECAYS = ("cosine", "linear", "exponential", "step", "polynomial", "constant")
 
 

@@ -7,8 +7,8 @@ import pytest
 
 from keras_opt.backend import keras
 from keras_opt.callbacks import LRFinder, find_lr
-from keras_opt.callbacks._batch_loss import BatchLossUnroller
-from keras_opt.callbacks.lr_finder import smooth, suggest
+from keras_opt.callbacks._batch_loss import BatchLossUnroller, SmoothedLoss
+from keras_opt.callbacks._lr_suggestions import suggest
 from keras_opt.schedules import OneCycle
 from tests.conftest import build_residual_cnn, build_sequential_cnn, compile_classifier
 
@@ -53,7 +53,8 @@ def test_sweep_is_exponential_and_records_true_batch_loss(digits):
     )
     r = finder.result
     np.testing.assert_allclose(r.lrs, [1e-5 * (1e4) ** (i / 19) for i in range(20)], rtol=1e-9)
-    assert r.smoothed_losses == pytest.approx(smooth(r.losses, 0.98))
+    ema = SmoothedLoss(0.98)
+    assert r.smoothed_losses == pytest.approx([ema.update(loss) for loss in r.losses])
     # The 20 true batch losses average back to Keras' epoch loss (a running mean).
     assert np.mean(r.losses) == pytest.approx(history.history["loss"][0], rel=1e-5)
 

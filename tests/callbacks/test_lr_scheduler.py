@@ -10,6 +10,11 @@ import pytest
 
 from keras_opt.backend import keras
 from keras_opt.callbacks import LRScheduler, Plateau
+from keras_opt.callbacks._optimizer_state import (
+    ScheduledLearningRate,
+    learning_rate_variable,
+    release_schedule,
+)
 from keras_opt.schedules import CyclicalLR, OneCycle, WarmupDecay
 from tests.conftest import build_sequential_cnn, compile_classifier
 
@@ -237,6 +242,30 @@ def test_optimizer_with_schedule_object_gets_clear_error(data):
         TypeError, match=r"created with a schedule object \(OneCycle\).*float learning rate"
     ):
         _fit(model, data, [LRScheduler(OneCycle(max_lr=0.01))], epochs=1)
+
+
+class _Crash(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        raise RuntimeError("crash")
+
+
+def test_schedule_left_by_a_crashed_fit_is_released_only_on_request(data):
+    model = compile_classifier(build_sequential_cnn(), keras.optimizers.Adam(0.01))
+    variable = model.optimizer._learning_rate
+    with pytest.raises(RuntimeError, match="crash"):  # on_train_end never runs
+        _fit(model, data, [LRScheduler(OneCycle(max_lr=0.01)), _Crash()], epochs=1)
+    left = model.optimizer._learning_rate
+    assert isinstance(left, ScheduledLearningRate)
+    with pytest.raises(TypeError, match="schedule object"):
+        learning_rate_variable(model.optimizer, "test")  # reading changes nothing
+    assert model.optimizer._learning_rate is left
+    release_schedule(model.optimizer)
+    assert model.optimizer._learning_rate is variable
+    assert learning_rate_variable(model.optimizer, "test") is variable
+    probe = LRProbe()  # and the next fit starts cleanly
+    _fit(model, data, [LRScheduler(OneCycle(max_lr=0.01)), probe], epochs=1)
+    assert len(probe.lrs) == STEPS
+    assert model.optimizer._learning_rate is variable
 
 
 def test_momentum_cycling_on_sgd_without_momentum_is_an_error(data):

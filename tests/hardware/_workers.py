@@ -125,9 +125,10 @@ def multi_worker(out_path):
     import numpy as np
 
     from keras_opt import hardware
+    from keras_opt.hardware.strategy import check_strategy
 
     strategy = hardware.auto_strategy()
-    hardware.check_strategy(strategy)
+    check_strategy(strategy)
     x, y = _data()
     ds = hardware.prepare_dataset(
         (x, y), strategy, per_replica_batch_size=GLOBAL_BATCH // 2, shard_policy="data"

@@ -1,4 +1,4 @@
-"""Mixed-precision 'auto' policy per device kind, the float32 output, XLA choice, summary."""
+"""Mixed-precision 'auto' policy per device kind, the float32 output, the XLA choice."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import tensorflow as tf
 from keras_opt import backend, hardware
 from keras_opt.backend import keras
 from keras_opt.callbacks import LRScheduler
-from keras_opt.hardware import Devices
+from keras_opt.hardware.devices import Devices
+from keras_opt.hardware.precision import resolve_policy
 from keras_opt.schedules import OneCycle
 from tests.conftest import build_residual_cnn, compile_classifier
 
@@ -36,21 +37,21 @@ def gpus(*caps):
     ],
 )
 def test_auto_policy_per_device_kind(devices, expected):
-    assert hardware.resolve_policy("auto", devices) == expected
+    assert resolve_policy("auto", devices) == expected
 
 
 def test_auto_policy_reads_the_device_boundary(fake_devices):
     fake_devices(gpus=[(8, 0)])
-    assert hardware.resolve_policy("auto") == "mixed_bfloat16"
+    assert resolve_policy("auto") == "mixed_bfloat16"
     fake_devices(gpus=[(6, 1), (6, 1)])
-    assert hardware.resolve_policy("auto") == "mixed_float16"
+    assert resolve_policy("auto") == "mixed_float16"
     fake_devices()
-    assert hardware.resolve_policy() == "float32"
+    assert resolve_policy() == "float32"
 
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_float16", "mixed_bfloat16"])
 def test_explicit_policies_are_kept(policy, restore_policy):
-    assert hardware.resolve_policy(policy, TPU) == policy
+    assert resolve_policy(policy, TPU) == policy
     assert hardware.set_precision(policy) == policy
     assert keras.mixed_precision.global_policy().name == policy
 
@@ -65,7 +66,7 @@ def test_explicit_policies_are_kept(policy, restore_policy):
 )
 def test_bad_policy_names_are_clear_errors(policy, exc, fragment):
     with pytest.raises(exc, match=fragment):
-        hardware.resolve_policy(policy)
+        resolve_policy(policy)
 
 
 def _dtype(tensor):
@@ -134,19 +135,3 @@ def test_jit_auto_is_off_when_a_layer_does_not_support_xla():
     assert hardware.resolve_jit_compile("auto", model=model, devices=gpu) is True
     model.get_layer("head").supports_jit = False
     assert hardware.resolve_jit_compile("auto", model=model, devices=gpu) is False
-
-
-def test_setup_summary_line():
-    line = hardware.setup_summary(
-        devices=gpus((8, 0), (8, 0)), policy="mixed_bfloat16", jit_compile=True
-    )
-    assert line == (
-        "devices: 2 x GPU (cc 8.0) | strategy: default | replicas: 1 | "
-        "policy: mixed_bfloat16 | XLA: on"
-    )
-    mirrored = tf.distribute.MirroredStrategy(["/cpu:0"])
-    assert "strategy: MirroredStrategy | replicas: 1 | policy: float32 | XLA: off" in (
-        hardware.setup_summary(mirrored, devices=CPU)
-    )
-    with pytest.raises(TypeError, match="Argument `strategy`"):
-        hardware.setup_summary("mirrored", devices=CPU)

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from keras_opt import hardware
+from keras_opt.hardware import devices
 from keras_opt.hardware import strategy as strategy_module
 
 
@@ -42,16 +43,16 @@ def test_cpu_only_machine_gets_default_strategy_and_logs_reason(fake_devices, ca
     fake_devices()
     with caplog.at_level(logging.INFO, logger="keras_opt.hardware.strategy"):
         s = hardware.auto_strategy()
-    assert hardware.is_default_strategy(s)
+    assert strategy_module.is_default_strategy(s)
     assert "default strategy (no TPU, no TF_CONFIG cluster and no GPU" in caplog.text
 
 
 def test_real_device_listing_on_this_machine_gives_default(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    found = hardware.detect_devices()
+    found = devices.detect_devices()
     if found.kind != "cpu":
         pytest.skip("this machine has an accelerator")
-    assert hardware.is_default_strategy(hardware.auto_strategy())
+    assert strategy_module.is_default_strategy(hardware.auto_strategy())
 
 
 def test_tpu_comes_first(fake_devices, sentinels, monkeypatch, caplog):
@@ -74,7 +75,7 @@ def test_tf_config_cluster_beats_gpus(fake_devices, sentinels, monkeypatch, capl
 def test_single_task_tf_config_is_not_multi_worker(fake_devices, sentinels, monkeypatch):
     fake_devices()
     _tf_config(monkeypatch, 1)
-    assert hardware.is_default_strategy(hardware.auto_strategy())
+    assert strategy_module.is_default_strategy(hardware.auto_strategy())
     assert sentinels == {}
 
 
@@ -101,7 +102,7 @@ def test_one_gpu_gives_one_device_strategy(fake_devices):
 
 def test_override_by_name(fake_devices, sentinels):
     fake_devices(gpus=[(8, 0), (8, 0)])
-    assert hardware.is_default_strategy(hardware.auto_strategy("default"))
+    assert strategy_module.is_default_strategy(hardware.auto_strategy("default"))
     assert hardware.auto_strategy("multi_worker") == "MULTI-WORKER-STRATEGY"
     one = hardware.auto_strategy("one_device")
     assert isinstance(one, tf.distribute.OneDeviceStrategy)
@@ -147,7 +148,7 @@ def _plain_multi_worker():
 @pytest.mark.keras3_only
 def test_check_strategy_names_keras_bug_and_both_routes():
     with pytest.raises(RuntimeError) as err:
-        hardware.check_strategy(_plain_multi_worker())
+        strategy_module.check_strategy(_plain_multi_worker())
     msg = str(err.value)
     assert "keras-team/keras/issues/20585" in msg
     assert "auto_strategy('multi_worker')" in msg
@@ -156,10 +157,10 @@ def test_check_strategy_names_keras_bug_and_both_routes():
 
 @pytest.mark.tf_keras_only
 def test_check_strategy_accepts_plain_multi_worker_under_tf_keras():
-    hardware.check_strategy(_plain_multi_worker())
+    strategy_module.check_strategy(_plain_multi_worker())
 
 
 def test_check_strategy_accepts_mirrored_and_rejects_non_strategies():
-    hardware.check_strategy(tf.distribute.get_strategy())
+    strategy_module.check_strategy(tf.distribute.get_strategy())
     with pytest.raises(TypeError, match="Argument `strategy` must be a tf.distribute.Strategy"):
-        hardware.check_strategy("mirrored")
+        strategy_module.check_strategy("mirrored")
