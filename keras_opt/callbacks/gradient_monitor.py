@@ -168,14 +168,13 @@ class GradientMonitor(Callback):
                 scaled = loss * scale
             grads = tape.gradient(scaled, trainable)
             squares = []
-            for var, g in zip(trainable, grads, strict=False):
+            for g in grads:
                 if g is None:
                     squares.append(tf.zeros((), tf.float32))
                     continue
                 g = tf.convert_to_tensor(g)
                 g = tf.cast(g, tf.float32) / scale
                 squares.append(tf.reduce_sum(tf.square(g)))
-                del var
             with tf.control_dependencies(squares):
                 for s, value in zip(state, saved, strict=False):
                     s.assign(value)
