@@ -4,8 +4,9 @@ The converter stops at int8 weights. ``ai-edge-quantizer`` (Google's
 quantizer for LiteRT) re-quantizes a float ``.tflite`` from a recipe: int4
 weight-only (``weight_only_wi4_afp32``), dynamic int4 (``dynamic_wi4_afp32``),
 int8 weights with int16 activations (``static_wi8_ai16``) and more. keras_opt
-uses the recipes as they ship (`recipe_names` lists them) and checks that the
-result really holds quantized kernels.
+uses the recipes as they ship (`recipe_names` lists them), gives depthwise kernels int8
+weights in the int4 variants (AEQ has no int4 depthwise kernel), and checks
+that the result really holds quantized kernels.
 
 Example:
     >>> from keras_opt.tflite.aeq import recipe_names
@@ -85,6 +86,7 @@ def quantize_tflite(
     recipe_name: str,
     calibration: Sequence[np.ndarray] | None = None,
     input_names: Sequence[str] = (),
+    int8_depthwise: bool = False,
 ) -> bytes:
     """Quantize a float ``.tflite`` with an AEQ recipe and return the new file's bytes.
 
@@ -94,6 +96,10 @@ def quantize_tflite(
         calibration: List of arrays (one per model input, batch first), needed
             by static recipes (``static_wi8_ai16``) to calibrate activations.
         input_names: The Keras input names, in ``calibration``'s order.
+        int8_depthwise: Boolean. Give DEPTHWISE_CONV_2D kernels 8-bit weights of the
+            recipe's kind (weight-only or dynamic). AEQ 0.10 has no int4 depthwise
+            kernel, so an int4 recipe alone leaves them in float32 (17 of
+            MobileNetV2's 53 kernels).
 
     Returns:
         Bytes of the quantized flatbuffer.
@@ -113,6 +119,13 @@ def quantize_tflite(
         )
     q = quantizer.Quantizer(bytearray(float_model))
     q.load_quantization_recipe(getattr(recipe, recipe_name)())
+    if int8_depthwise:
+        from ai_edge_quantizer import qtyping
+
+        add = (
+            q.add_dynamic_config if recipe_name.startswith("dynamic_") else q.add_weight_only_config
+        )
+        add(".*", qtyping.TFLOperationName.DEPTHWISE_CONV_2D, 8)
     result = None
     # AEQ's calibrator draws a progress bar on stderr and warns that it keeps every
     # tensor (it needs them all): keep the caller's terminal and warnings clean.

@@ -364,6 +364,7 @@ def _aeq_job(job: dict, calibration: list[np.ndarray] | None) -> bytes:
         settings["recipe"],
         calibration if settings.get("calibrated") else None,
         job.get("input_names") or [],
+        int8_depthwise=bool(settings.get("int8_depthwise")),
     )
 
 

@@ -11,8 +11,9 @@ dynamic_int8    dynamic-range quantization: int8 weights, float activations
 int8            full integer quantization with float fallback (float I/O)
 int8_only       integer-only ops, int8 (or uint8) input and output (MCUs)
 int16x8         int16 activations x int8 weights (better accuracy than int8)
-int4_weights    AI Edge Quantizer weight-only int4 (``weight_only_wi4_afp32``)
-dynamic_int4    AI Edge Quantizer dynamic int4 (``dynamic_wi4_afp32``)
+int4_weights    AI Edge Quantizer weight-only int4 (``weight_only_wi4_afp32``;
+                depthwise kernels int8: AEQ has no int4 depthwise kernel)
+dynamic_int4    AI Edge Quantizer dynamic int4 (``dynamic_wi4_afp32``, same)
 int8_int16act   AI Edge Quantizer int8 weights, int16 activations (``static_wi8_ai16``)
 mixed           full int8 with the fewest layers kept in float to stay within an
                 accuracy budget (ranked by the QuantizationDebugger)
@@ -102,6 +103,9 @@ class Variant:
             return {
                 "engine": "aeq",
                 "recipe": self.recipe,
+                # AEQ 0.10 has no int4 depthwise kernel: the named int4 variants give
+                # depthwise convs int8 weights instead of leaving them in float32.
+                "int8_depthwise": self.name in ("int4_weights", "dynamic_int4"),
                 "source": "float32 .tflite of the same model and batch size",
                 "supported_ops": ["TFLITE_BUILTINS"],
                 "calibrated": self.needs_representative_data,

@@ -269,3 +269,19 @@ def test_int16x8_of_a_qat_model_is_left_out_with_the_reason(digits, tmp_path):
     assert not (tmp_path / "int16x8.tflite").exists()
     with pytest.raises(KeyError, match="left out for a quantization-aware model"):
         result["int16x8"]
+
+
+def test_int4_variants_give_depthwise_kernels_int8_weights(tmp_path):
+    """AEQ 0.10 has no int4 depthwise kernel: they get int8 instead of staying float32."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1), name="image")
+    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    h = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(h)
+    outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(h))
+    model = keras.Model(inputs, outputs, name="depthwise")
+    result = export(model, tmp_path, variants="int4_weights,dynamic_int4", runs=2, warmup=0,
+                    isolation="none")  # fmt: skip
+    assert result.failed == {}
+    for name in ("int4_weights", "dynamic_int4"):
+        assert result[name]["ops"]["kernel_types"] == {"INT4": 2, "INT8": 1}
+        assert result[name]["converter"]["int8_depthwise"] is True

@@ -77,6 +77,9 @@ def test_cli_user_errors(saved, tmp_path, capfd):
     out = str(tmp_path / "o")
     assert main(["convert", str(model), "--variants", "int9", "--out", out]) == 2
     assert "unknown variant 'int9'" in capfd.readouterr().err
+    assert main(["convert", str(model), "--variants", "aeq:nope", "--out", out]) == 2
+    err = capfd.readouterr().err
+    assert "`--variants` names an unknown AI Edge Quantizer recipe 'aeq:nope'" in err
 
     assert main(["convert", str(model), "--variants", "int8", "--out", out]) == 2
     assert "`--calibration` is required" in capfd.readouterr().err
