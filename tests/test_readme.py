@@ -1,9 +1,8 @@
 """The README's Python snippets run as written (in the flavor of this test run).
 
-Blocks after a ``<!-- readme-test: tf_keras -->`` marker need tf_keras (TFMOT).
-The Keras 3 session runs every other block; the tf_keras session runs the setup
-block and the tf_keras blocks (the rest is flavor-neutral and covered by the unit
-tests in both flavors), which keeps the suite's time down. Blocks run in order in
+Blocks after a ``<!-- readme-test: tf_keras -->`` marker run only in the tf_keras
+session, blocks after ``<!-- readme-test: keras3 -->`` only in the Keras 3 one;
+unmarked blocks are flavor-neutral and run in both. Blocks run in order in
 one fresh process inside a temporary folder, since they share the setup block.
 """
 
