@@ -6,15 +6,16 @@ split. The Keras flavor is fixed per process, so the parent runs each half in
 a child process, one after the other (never concurrently), with
 ``TF_USE_LEGACY_KERAS`` set for it, and merges their JSON:
 
-* ``--flavor keras3``: native engine (`prune`, `cluster`; no callbacks).
-* ``--flavor tf_keras``: TFMOT (``callbacks=kopt.callbacks(model)``), and PCQAT
-  (QAT is TFMOT-only today).
+* ``--flavor keras3``: native engine (`prune`, `cluster`, `quantize`,
+  `collaborative`; no callbacks).
+* ``--flavor tf_keras``: TFMOT (``callbacks=kopt.callbacks(model)``).
 
-The base model is trained once, in the Keras 3 child, and its weights are
-loaded by layer name into the tf_keras copy, so both engines start from the
-same weights; fine-tuning settings and seeds are the same in both.
+The base models (the digits CNN and a MobileNet-style model) are trained once,
+in the Keras 3 child, and their weights are loaded by layer name into the
+tf_keras copies, so both engines start from the same weights; fine-tuning
+settings (optimizer, learning rate, epochs) and seeds are the same in both.
 
-Targets (issue 12, "Quality and speed"), native against TFMOT:
+Targets, issue 12 ("Quality and speed"), native against TFMOT:
 
 * 80% pruning: TFLite int8 accuracy within 0.5 points, gzipped int8 size
   within 5% (one-sided: native no worse than TFMOT by more than that);
@@ -23,15 +24,31 @@ Targets (issue 12, "Quality and speed"), native against TFMOT:
   across the two child processes) and <= 1.15x the unpruned model (same
   flavor, measured in alternation inside the child).
 
+Targets, issue 13 ("Quality"), from the int8 ``.tflite`` files (QAT models
+converted directly with ``Optimize.DEFAULT``, no calibration set):
+
+* QAT int8: accuracy within 0.5 points of TFMOT's (one-sided) and within 1.0
+  point of the float model (its float32 ``.tflite``);
+* PCQAT int8 (50% sparsity, 16 clusters): accuracy within 1.0 point of the
+  float model, gzipped size <= 0.12x the float32 ``.tflite`` gzipped, and every
+  kernel read back from the file keeps 50% +- 2% zeros and <= 16 int8 values
+  per output channel;
+* MobileNet-style model (Conv+BN+ReLU6 stem, inverted-residual blocks of
+  1x1 Conv+BN+ReLU6, DepthwiseConv+BN+ReLU6, 1x1 Conv+BN and a residual Add,
+  then pooling and Dense; digits upsampled to 32x32): top-1 agreement of the
+  int8 file with its Keras QAT model >= 99%, and its LiteRT p50 latency next to
+  float32's (a reference, no target: both files in alternation, 1 thread).
+
 Step times are medians over alternating rounds (pruned, unpruned, unpruned,
-pruned...). Each timing records the 1-min load average, the process CPU and
-wall time and the CPU used by other processes; a figure is "noisy" instead of
-met/missed when the load average exceeds 1.0 or the repeats spread by more
-than 10%. Every accuracy and size comes from a ``.tflite`` file run with the
-LiteRT interpreter. Writes ``benchmarks/results/compression.json``. Measured,
-never asserted.
+pruned...); latencies likewise (float32, int8, int8, float32...). Each timing
+records the 1-min load average, the process CPU and wall time and the CPU used
+by other processes; a figure is "noisy" instead of met/missed when the load
+average exceeds 1.0 or the repeats spread by more than 10%. Every accuracy and
+size comes from a ``.tflite`` file run with the LiteRT interpreter. Writes
+``benchmarks/results/compression.json``. Measured, never asserted.
 
     python benchmarks/compression.py [--epochs 20] [--finetune 8] [--rounds 9] [--out JSON]
+    python benchmarks/compression.py --rounds 2 --timing-epochs 2 ...  # quicker
     python benchmarks/compression.py --flavor keras3 --out half.json   # one half only
 """
 
@@ -60,6 +77,30 @@ ACCURACY_POINTS = 0.5
 SIZE_RATIO = 1.05
 STEP_VS_TFMOT = 1.10
 STEP_VS_UNPRUNED = 1.15
+QAT_POINTS_VS_TFMOT = 0.5
+QAT_POINTS_VS_FLOAT = 1.0
+PCQAT_POINTS_VS_FLOAT = 1.0
+PCQAT_SIZE_VS_FLOAT = 0.12  # gzipped int8 .tflite over gzipped float32 .tflite
+PCQAT_SPARSITY = 0.5
+PCQAT_CLUSTERS = 16
+SPARSITY_TOLERANCE = 0.02
+AGREEMENT = 0.99
+MOBILE_SIZE = 32  # digits upsampled (nearest) to 32x32
+BN_MOMENTUM = 0.9  # MobileNet-style model
+# Fine-tuning and timing settings shared by both children (one dict, one set of CLI flags).
+DEFAULTS = {
+    "epochs": 20,
+    "finetune": 8,
+    "rounds": 9,
+    "timing_epochs": 3,
+    "qat_epochs": 3,
+    "qat_lr": 1e-4,
+    "pcqat_epochs": 4,
+    "pcqat_lr": 1e-4,
+    "mobile_epochs": 8,
+    "latency_rounds": 7,
+    "latency_runs": 200,
+}
 WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
 
 
@@ -111,13 +152,56 @@ def _spread(values: list[float]) -> float:
     return (max(values) - min(values)) / statistics.median(values)
 
 
+def alternate_latency(benchmark: Any, paths: dict[str, str], rounds: int, runs: int) -> dict:
+    """LiteRT p50 of two ``.tflite`` files measured in alternation (ABBA...), 1 thread.
+
+    ``benchmark`` is `keras_opt.tflite.benchmark` (litert-benchmark's protocol:
+    random inputs, XNNPACK, warm-up runs first). Each round measures both files;
+    the figures are medians over rounds, with the load and the spreads recorded.
+    """
+    names = list(paths)
+    p50: dict[str, list[float]] = {name: [] for name in names}
+    delegates: dict[str, str] = {}
+    with Window() as window:
+        for r in range(rounds):
+            for name in names if r % 2 == 0 else names[::-1]:
+                measured = benchmark(paths[name], threads=1, runs=runs, warmup=max(5, runs // 10))
+                p50[name].append(measured.latency_ms["p50"])
+                delegates[name] = measured.delegate
+    a, b = names
+    ratios = [y / x for x, y in zip(p50[a], p50[b], strict=True)]
+    spreads = {f"{name}_p50_spread": _spread(p50[name]) for name in names}
+    spreads[f"{b}_over_{a}_spread"] = _spread(ratios)
+    loads = [window.record["load_average_1min_before"], window.record["load_average_1min_after"]]
+    load = max((v for v in loads if v is not None), default=0.0)
+    noise = [f"load average {load} > {NOISY_LOAD}"] if load > NOISY_LOAD else []
+    noise += [
+        f"{key.removesuffix('_spread')} repeats spread {v:.1%} > {NOISY_SPREAD:.0%}"
+        for key, v in spreads.items()
+        if v > NOISY_SPREAD
+    ]
+    return {
+        "protocol": (
+            f"{rounds} rounds alternating {a} and {b} ({a} first in even rounds); each "
+            f"measurement: keras_opt.tflite.benchmark, 1 thread, {runs} runs after "
+            f"{max(5, runs // 10)} warm-up runs, random inputs; median of the rounds' p50"
+        ),
+        "delegates": delegates,
+        **{f"{name}_p50_ms_per_round": [round(v, 5) for v in p50[name]] for name in names},
+        **{f"{name}_p50_ms": statistics.median(p50[name]) for name in names},
+        f"{b}_over_{a}_per_round": [round(v, 4) for v in ratios],
+        f"{b}_over_{a}": statistics.median(ratios),
+        f"{a}_over_{b}_speedup": statistics.median([1 / v for v in ratios]),
+        **spreads,
+        "window": window.record,
+        "noise": noise,
+    }
+
+
 # ----- one flavor (child process) -----------------------------------------------------------------
 def run_flavor(
     flavor: str,
-    epochs: int,
-    finetune: int,
-    rounds: int,
-    timing_epochs: int,
+    settings: dict,
     save_base: str | None = None,
     load_base: str | None = None,
 ) -> dict:
@@ -136,6 +220,10 @@ def run_flavor(
     import keras_opt.optimization as kopt
     from keras_opt import backend
     from keras_opt.backend import keras
+    from keras_opt.tflite import benchmark as litert_latency
+
+    epochs, finetune = settings["epochs"], settings["finetune"]
+    rounds, timing_epochs = settings["rounds"], settings["timing_epochs"]
 
     if backend.flavor() != flavor:
         raise RuntimeError(
@@ -164,6 +252,35 @@ def run_flavor(
         outputs = keras.layers.Dense(10, activation="softmax", name="head")(x)
         return keras.Model(inputs, outputs, name="digits_cnn")
 
+    def build_mobile():
+        """MobileNetV2-style: Conv+BN+ReLU6 stem, inverted-residual blocks, pooling, Dense."""
+        keras.utils.set_random_seed(SEED)
+        layers = keras.layers
+        # BN momentum 0.9, not Keras' 0.99: with a few hundred training steps, 0.99 leaves the
+        # moving statistics near their initial values (held-out accuracy ~20% against ~97%
+        # with batch statistics).
+        inputs = keras.Input((MOBILE_SIZE, MOBILE_SIZE, 1), name="image")
+        h = layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="stem")(inputs)
+        h = layers.ReLU(6.0, name="stem_relu6")(
+            layers.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(h)
+        )
+        for i in (1, 2):
+            if i == 2:
+                h = layers.MaxPooling2D(name="pool")(h)
+            r = layers.Conv2D(48, 1, use_bias=False, name=f"b{i}_expand")(h)
+            r = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"b{i}_expand_bn")(r)
+            r = layers.ReLU(6.0, name=f"b{i}_expand_relu6")(r)
+            r = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"b{i}_dw")(r)
+            r = layers.ReLU(6.0, name=f"b{i}_dw_relu6")(
+                layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"b{i}_dw_bn")(r)
+            )
+            r = layers.Conv2D(16, 1, use_bias=False, name=f"b{i}_project")(r)
+            r = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"b{i}_project_bn")(r)
+            h = layers.Add(name=f"b{i}_add")([h, r])
+        h = layers.Flatten(name="flatten")(layers.AveragePooling2D(2, name="avg_pool")(h))
+        outputs = layers.Dense(10, activation="softmax", name="head")(h)
+        return keras.Model(inputs, outputs, name="mobilenet_style")
+
     def compile_(model, lr=1e-3):
         model.compile(optimizer=keras.optimizers.Adam(lr), loss=LOSS, metrics=["accuracy"])
         return model
@@ -178,29 +295,39 @@ def run_flavor(
             warnings.simplefilter("ignore")
             return converter.convert()
 
-    def tflite_accuracy(content: bytes, x, y) -> float:
+    def to_float32(model) -> bytes:
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return converter.convert()
+
+    def tflite_predictions(content: bytes, x) -> np.ndarray:
         interpreter = Interpreter(model_content=content)
         interpreter.allocate_tensors()
         inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
         scale, zero = inp["quantization"]
-        hits = 0
-        for image, label in zip(x, y, strict=True):
+        found = []
+        for image in x:
             data = image[None]
             if inp["dtype"] != np.float32:
                 data = np.round(data / scale + zero).astype(inp["dtype"])
             interpreter.set_tensor(inp["index"], data)
             interpreter.invoke()
-            hits += int(np.argmax(interpreter.get_tensor(out["index"])) == label)
-        return hits / len(y)
+            found.append(int(np.argmax(interpreter.get_tensor(out["index"]))))
+        return np.asarray(found)
+
+    def tflite_accuracy(content: bytes, x, y) -> float:
+        return float(np.mean(tflite_predictions(content, x) == y))
 
     def gzipped(content: bytes) -> int:
         return len(gzip.compress(content, compresslevel=9))
 
     def kernels_in_file(content: bytes) -> dict[str, dict]:
-        """Sparsity and max distinct values per output channel of each int8 op kernel.
+        """Sparsity and max distinct values per output channel of each op kernel.
 
         Kernels are the weight inputs (input 1) of the conv and fully-connected ops,
-        so activations of the same shape and dtype are never counted.
+        so activations of the same shape and dtype are never counted; a kernel that
+        is not int8 is listed with its dtype only.
         """
         interpreter = Interpreter(model_content=content)
         interpreter.allocate_tensors()
@@ -211,11 +338,16 @@ def run_flavor(
                 continue
             detail = details[int(op["inputs"][1])]
             if detail["dtype"] != np.int8:
+                found[detail["name"]] = {"op": op["op_name"], "dtype": str(detail["dtype"])}
                 continue
             values = interpreter.get_tensor(detail["index"])
-            per_channel = values.reshape(values.shape[0], -1)
+            if op["op_name"] == "DEPTHWISE_CONV_2D":  # (1, h, w, channels): channels last
+                per_channel = np.moveaxis(values, -1, 0).reshape(values.shape[-1], -1)
+            else:  # (out, ...) for CONV_2D, FULLY_CONNECTED, TRANSPOSE_CONV
+                per_channel = values.reshape(values.shape[0], -1)
             found[detail["name"]] = {
                 "op": op["op_name"],
+                "dtype": "int8",
                 "shape": [int(d) for d in values.shape],
                 "sparsity": float(np.mean(values == 0)),
                 "max_unique_per_channel": int(max(np.unique(row).size for row in per_channel)),
@@ -248,6 +380,14 @@ def run_flavor(
         return timer
 
     x, y, x_test, y_test = digits()
+    sections: dict[str, float] = {}
+    last = [time.perf_counter()]
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        sections[name] = round(now - last[0], 1)
+        last[0] = now
+
     x_cal = x[:200]
     steps_per_epoch = -(-len(x) // BATCH)
     started = time.perf_counter()
@@ -259,27 +399,33 @@ def run_flavor(
         "steps_per_epoch": steps_per_epoch,
     }
 
-    # Base model: trained here, or loaded (by layer name) from the other flavor's file.
-    base = compile_(build())
-    if load_base:
-        saved = np.load(load_base)
-        for layer in base.layers:
-            n = sum(1 for key in saved.files if key.startswith(f"{layer.name}/"))
-            if n:
-                layer.set_weights([saved[f"{layer.name}/{i}"] for i in range(n)])
-        result["base_model"] = f"weights loaded from {os.path.basename(load_base)}"
-    else:
-        base.fit(x, y, epochs=epochs, batch_size=BATCH, verbose=0)
-        result["base_model"] = f"trained here, {epochs} epochs"
-    if save_base:
-        np.savez(
-            save_base,
-            **{
-                f"{layer.name}/{i}": w
-                for layer in base.layers
-                for i, w in enumerate(layer.get_weights())
-            },
-        )
+    # Base models: trained here, or loaded (by layer name) from the other flavor's files.
+    def trained(model, name: str, x_fit, y_fit, epochs_: int, lr: float = 1e-3) -> str:
+        compile_(model, lr)
+        if load_base:
+            path = os.path.join(load_base, f"{name}.npz")
+            saved = np.load(path)
+            for layer in model.layers:
+                n = sum(1 for key in saved.files if key.startswith(f"{layer.name}/"))
+                if n:
+                    layer.set_weights([saved[f"{layer.name}/{i}"] for i in range(n)])
+            how = f"weights loaded from {name}.npz (trained in the other child)"
+        else:
+            model.fit(x_fit, y_fit, epochs=epochs_, batch_size=BATCH, verbose=0)
+            how = f"trained here, {epochs_} epochs, Adam({lr:g})"
+        if save_base:
+            np.savez(
+                os.path.join(save_base, f"{name}.npz"),
+                **{
+                    f"{layer.name}/{i}": w
+                    for layer in model.layers
+                    for i, w in enumerate(layer.get_weights())
+                },
+            )
+        return how
+
+    base = build()
+    result["base_model"] = trained(base, "digits_cnn", x, y, epochs)
     result["baseline_keras_accuracy"] = float(base.evaluate(x_test, y_test, verbose=0)[1])
     base_int8 = to_int8(base, x_cal)
     base_acc = tflite_accuracy(base_int8, x_test, y_test)
@@ -289,7 +435,16 @@ def run_flavor(
         "bytes": len(base_int8),
         "gzipped_bytes": base_gz,
     }
+    base_f32 = to_float32(base)
+    float_acc = tflite_accuracy(base_f32, x_test, y_test)
+    float_gz = gzipped(base_f32)
+    result["baseline_float32"] = {
+        "accuracy": float_acc,
+        "bytes": len(base_f32),
+        "gzipped_bytes": float_gz,
+    }
 
+    lap("base")
     # 80% pruning (default schedule fitted to the fine-tuning fit) + int8.
     keras.utils.set_random_seed(SEED)
     pruned = compile_(kopt.prune(base, target_sparsity=0.8), lr=5e-4)
@@ -297,12 +452,13 @@ def run_flavor(
     stripped = kopt.strip(pruned)
     result["prune_80_int8"] = {
         **int8_entry(stripped, base_acc, base_gz),
-        "kernel_sparsity": kopt.summary(stripped).sparsity,
+        "kernel_sparsity": kopt.compression_summary(stripped).sparsity,
         "finetune_epochs": finetune,
         "finetune_epoch_s": [round(t, 4) for t in timer.times],
         "finetune_epoch_cpu_s": [round(t, 4) for t in timer.cpu_times],
     }
 
+    lap("prune_80")
     # 16 clusters + int8.
     keras.utils.set_random_seed(SEED)
     clustered = compile_(kopt.cluster(base, 16), lr=1e-4)
@@ -310,10 +466,13 @@ def run_flavor(
     stripped = kopt.strip(clustered)
     result["cluster_16_int8"] = {
         **int8_entry(stripped, base_acc, base_gz),
-        "max_unique_per_kernel": max(row.unique_values for row in kopt.summary(stripped).layers),
+        "max_unique_per_kernel": max(
+            row.unique_values for row in kopt.compression_summary(stripped).layers
+        ),
         "finetune_epochs": max(1, finetune // 2),
     }
 
+    lap("cluster_16")
     # Step time: a pruned model (80%, masks recomputed at the fine-tuning ramp's cadence) and
     # the unpruned model, same optimizer, fit in alternation; median epoch / steps per fit.
     total = finetune * steps_per_epoch
@@ -373,37 +532,132 @@ def run_flavor(
         "window": window.record,
     }
 
-    if flavor == "tf_keras":  # PCQAT, verified inside the .tflite file (QAT is TFMOT-only)
-        keras.utils.set_random_seed(SEED)
-        qat = kopt.collaborative(
-            base,
-            x,
-            y,
-            recipe="pcqat",
-            target_sparsity=0.5,
-            number_of_clusters=16,
-            epochs=max(1, finetune // 2),
-            batch_size=BATCH,
-            optimizer=keras.optimizers.Adam(1e-4),
-            metrics=["accuracy"],
+    lap("step_time")
+    # QAT int8: quantize the base model, fine-tune, convert the QAT model directly.
+    keras.utils.set_random_seed(SEED)
+    qat = compile_(kopt.quantize(base), lr=settings["qat_lr"])
+    qat.fit(x, y, epochs=settings["qat_epochs"], batch_size=BATCH, verbose=0)
+    content = to_int8(qat)
+    acc = tflite_accuracy(content, x_test, y_test)
+    kernels = kernels_in_file(content)
+    result["qat_int8"] = {
+        "accuracy": acc,
+        "keras_qat_accuracy": float(qat.evaluate(x_test, y_test, verbose=0)[1]),
+        "float32_accuracy": float_acc,
+        "drop_vs_float32_points": 100 * (float_acc - acc),
+        "bytes": len(content),
+        "gzipped_bytes": gzipped(content),
+        "gzipped_ratio_vs_float32": gzipped(content) / float_gz,
+        "all_kernels_int8": bool(kernels) and all(k["dtype"] == "int8" for k in kernels.values()),
+        "kernels_in_tflite": kernels,
+        "finetune": f"{settings['qat_epochs']} epochs, Adam({settings['qat_lr']:g}), batch {BATCH}",
+    }
+
+    lap("qat")
+    # PCQAT int8: prune 50% -> cluster 16 (sparsity kept) -> QAT (both kept), then convert.
+    keras.utils.set_random_seed(SEED)
+    pcqat = kopt.collaborative(
+        base,
+        x,
+        y,
+        recipe="pcqat",
+        target_sparsity=PCQAT_SPARSITY,
+        number_of_clusters=PCQAT_CLUSTERS,
+        epochs=settings["pcqat_epochs"],
+        batch_size=BATCH,
+        optimizer=keras.optimizers.Adam(settings["pcqat_lr"]),
+        metrics=["accuracy"],
+    )
+    content = to_int8(pcqat)
+    kernels = kernels_in_file(content)
+    acc = tflite_accuracy(content, x_test, y_test)
+    int8_kernels = [k for k in kernels.values() if k["dtype"] == "int8"]
+    result["pcqat_int8"] = {
+        "accuracy": acc,
+        "float32_accuracy": float_acc,
+        "drop_vs_float32_points": 100 * (float_acc - acc),
+        "accuracy_drop_points": 100 * (base_acc - acc),  # vs the PTQ int8 baseline
+        "bytes": len(content),
+        "gzipped_bytes": gzipped(content),
+        "gzipped_ratio_vs_float32": gzipped(content) / float_gz,
+        "gzipped_ratio_vs_baseline": gzipped(content) / base_gz,
+        "kernels_in_tflite": kernels,
+        "min_sparsity": min((k["sparsity"] for k in int8_kernels), default=0.0),
+        "max_sparsity": max((k["sparsity"] for k in int8_kernels), default=0.0),
+        "max_unique_per_channel": max(
+            (k["max_unique_per_channel"] for k in int8_kernels), default=0
+        ),
+        "target": (
+            f"every kernel int8, {PCQAT_SPARSITY:.0%} +- {SPARSITY_TOLERANCE:.0%} zeros and "
+            f"<= {PCQAT_CLUSTERS} int8 values per output channel"
+        ),
+        "met": bool(
+            kernels
+            and len(int8_kernels) == len(kernels)
+            and all(
+                abs(k["sparsity"] - PCQAT_SPARSITY) <= SPARSITY_TOLERANCE
+                and k["max_unique_per_channel"] <= PCQAT_CLUSTERS
+                for k in int8_kernels
+            )
+        ),
+        "finetune": (
+            f"{settings['pcqat_epochs']} epochs per stage (prune, cluster, QAT), "
+            f"Adam({settings['pcqat_lr']:g}) fresh per stage, batch {BATCH}"
+        ),
+    }
+
+    lap("pcqat")
+
+    # MobileNet-style model on digits upsampled to 32x32: QAT, agreement, latency.
+    def up(images):
+        f = MOBILE_SIZE // 8
+        return np.repeat(np.repeat(images, f, axis=1), f, axis=2)
+
+    x32, x32_test = up(x), up(x_test)
+    mobile = build_mobile()
+    how = trained(mobile, "mobilenet_style", x32, y, settings["mobile_epochs"])
+    mobile_f32 = to_float32(mobile)
+    keras.utils.set_random_seed(SEED)
+    mobile_qat = compile_(kopt.quantize(mobile), lr=settings["qat_lr"])
+    mobile_qat.fit(x32, y, epochs=settings["qat_epochs"], batch_size=BATCH, verbose=0)
+    mobile_int8 = to_int8(mobile_qat)
+    file_top1 = tflite_predictions(mobile_int8, x32_test)
+    keras_top1 = np.argmax(mobile_qat.predict(x32_test, verbose=0), axis=-1)
+    kernels = kernels_in_file(mobile_int8)
+    with tempfile.TemporaryDirectory(prefix="kopt_mobile_") as tmp:
+        paths = {"float32": os.path.join(tmp, "float32.tflite")}
+        paths["int8"] = os.path.join(tmp, "int8.tflite")
+        for name, data in (("float32", mobile_f32), ("int8", mobile_int8)):
+            with open(paths[name], "wb") as f:
+                f.write(data)
+        latency = alternate_latency(
+            litert_latency, paths, settings["latency_rounds"], settings["latency_runs"]
         )
-        content = to_int8(qat)
-        kernels = kernels_in_file(content)
-        acc = tflite_accuracy(content, x_test, y_test)
-        result["pcqat_int8"] = {
-            "accuracy": acc,
-            "accuracy_drop_points": 100 * (base_acc - acc),
-            "gzipped_ratio_vs_baseline": gzipped(content) / base_gz,
-            "kernels_in_tflite": kernels,
-            "target": "every kernel keeps ~50% zeros and <= 16 int8 values per output channel",
-            "met": bool(
-                kernels
-                and all(
-                    abs(k["sparsity"] - 0.5) <= 0.02 and k["max_unique_per_channel"] <= 16
-                    for k in kernels.values()
-                )
-            ),
-        }
+    result["mobilenet_style"] = {
+        "model": (
+            f"{mobile.name}: {MOBILE_SIZE}x{MOBILE_SIZE}x1 digits (nearest upsampling); "
+            "stem Conv 3x3/2 (16)+BN+ReLU6; 2 inverted-residual blocks (1x1 Conv(48)+BN+ReLU6, "
+            "DepthwiseConv 3x3+BN+ReLU6, 1x1 Conv(16)+BN, Add) at 16x16 and, after a MaxPool, "
+            "8x8; AveragePooling 2x2, Flatten, Dense(10); BatchNormalization momentum "
+            f"{BN_MOMENTUM}"
+        ),
+        "parameters": int(mobile.count_params()),
+        "base_model": how,
+        "keras_float_accuracy": float(mobile.evaluate(x32_test, y_test, verbose=0)[1]),
+        "float32_tflite_accuracy": tflite_accuracy(mobile_f32, x32_test, y_test),
+        "keras_qat_accuracy": float(np.mean(keras_top1 == y_test)),
+        "int8_tflite_accuracy": float(np.mean(file_top1 == y_test)),
+        "top1_agreement_int8_vs_keras_qat": float(np.mean(file_top1 == keras_top1)),
+        "agreement_samples": len(y_test),
+        "float32_bytes": len(mobile_f32),
+        "int8_bytes": len(mobile_int8),
+        "all_kernels_int8": bool(kernels) and all(k["dtype"] == "int8" for k in kernels.values()),
+        "int8_kernel_ops": sorted(k["op"] for k in kernels.values()),
+        "finetune": f"{settings['qat_epochs']} epochs, Adam({settings['qat_lr']:g}), batch {BATCH}",
+        "latency": latency,
+    }
+    lap("mobilenet_style")
+    result["section_seconds"] = sections
     result["seconds"] = round(time.perf_counter() - started, 1)
     return result
 
@@ -511,9 +765,103 @@ def compare(native: dict, tfmot: dict) -> dict:
             "across_processes": False,
             "target": "none (reference: TFMOT's own overhead, tf_keras, alternating)",
             "noise": tfmot_noise,
-            "verdict": "reference",
+            "verdict": "noisy" if tfmot_noise else "reference",
+        },
+        **compare_quality(native, tfmot),
+    }
+
+
+def compare_quality(native: dict, tfmot: dict) -> dict:
+    """The issue-13 quality targets (QAT, PCQAT, MobileNet-style), from the .tflite files."""
+    q_n, q_t = native["qat_int8"], tfmot["qat_int8"]
+    c_n, c_t = native["pcqat_int8"], tfmot["pcqat_int8"]
+    m_n, m_t = native["mobilenet_style"], tfmot["mobilenet_style"]
+    qat_vs_tfmot = 100 * (q_n["accuracy"] - q_t["accuracy"])
+
+    def in_file(entry: dict) -> dict:
+        return {
+            "min_sparsity": entry["min_sparsity"],
+            "max_sparsity": entry["max_sparsity"],
+            "max_unique_per_channel": entry["max_unique_per_channel"],
+            "kernels": len(entry["kernels_in_tflite"]),
+            "meets_target": entry["met"],
+        }
+
+    out = {
+        "qat_accuracy_vs_tfmot": {
+            "native": q_n["accuracy"],
+            "tfmot": q_t["accuracy"],
+            "native_minus_tfmot_points": qat_vs_tfmot,
+            "target": (
+                f"native >= TFMOT - {QAT_POINTS_VS_TFMOT} points (int8 .tflite of the QAT "
+                "model, Optimize.DEFAULT)"
+            ),
+            "verdict": _verdict(qat_vs_tfmot >= -QAT_POINTS_VS_TFMOT),
+        },
+        "qat_accuracy_vs_float": {
+            "native": q_n["accuracy"],
+            "tfmot": q_t["accuracy"],
+            "float32": q_n["float32_accuracy"],
+            "native_drop_points": q_n["drop_vs_float32_points"],
+            "tfmot_drop_points": q_t["drop_vs_float32_points"],
+            "tfmot_meets_target": q_t["drop_vs_float32_points"] <= QAT_POINTS_VS_FLOAT,
+            "target": f"native drop <= {QAT_POINTS_VS_FLOAT} point vs the float32 .tflite",
+            "verdict": _verdict(q_n["drop_vs_float32_points"] <= QAT_POINTS_VS_FLOAT),
+        },
+        "pcqat_accuracy_vs_float": {
+            "native": c_n["accuracy"],
+            "tfmot": c_t["accuracy"],
+            "float32": c_n["float32_accuracy"],
+            "native_drop_points": c_n["drop_vs_float32_points"],
+            "tfmot_drop_points": c_t["drop_vs_float32_points"],
+            "tfmot_meets_target": c_t["drop_vs_float32_points"] <= PCQAT_POINTS_VS_FLOAT,
+            "target": f"native drop <= {PCQAT_POINTS_VS_FLOAT} point vs the float32 .tflite",
+            "verdict": _verdict(c_n["drop_vs_float32_points"] <= PCQAT_POINTS_VS_FLOAT),
+        },
+        "pcqat_gzipped_size_vs_float": {
+            "native_bytes": c_n["gzipped_bytes"],
+            "tfmot_bytes": c_t["gzipped_bytes"],
+            "native_ratio": c_n["gzipped_ratio_vs_float32"],
+            "tfmot_ratio": c_t["gzipped_ratio_vs_float32"],
+            "tfmot_meets_target": c_t["gzipped_ratio_vs_float32"] <= PCQAT_SIZE_VS_FLOAT,
+            "target": f"native <= {PCQAT_SIZE_VS_FLOAT}x the float32 .tflite (both gzipped)",
+            "verdict": _verdict(c_n["gzipped_ratio_vs_float32"] <= PCQAT_SIZE_VS_FLOAT),
+        },
+        "pcqat_kernels_in_file": {
+            "native": in_file(c_n),
+            "tfmot": in_file(c_t),
+            "target": c_n["target"] + " (native; read back from the .tflite)",
+            "verdict": _verdict(c_n["met"]),
+        },
+        "mobilenet_agreement": {
+            "native": m_n["top1_agreement_int8_vs_keras_qat"],
+            "tfmot": m_t["top1_agreement_int8_vs_keras_qat"],
+            "native_all_kernels_int8": m_n["all_kernels_int8"],
+            "tfmot_all_kernels_int8": m_t["all_kernels_int8"],
+            "samples": m_n["agreement_samples"],
+            "tfmot_meets_target": m_t["top1_agreement_int8_vs_keras_qat"] >= AGREEMENT,
+            "target": f"native >= {AGREEMENT:.0%} top-1 agreement, int8 file vs Keras QAT model",
+            "verdict": _verdict(m_n["top1_agreement_int8_vs_keras_qat"] >= AGREEMENT),
         },
     }
+    for engine, m in (("native", m_n), ("tfmot", m_t)):
+        lat = m["latency"]
+        out[f"mobilenet_latency_{engine}"] = {
+            "float32_p50_ms": lat["float32_p50_ms"],
+            "int8_p50_ms": lat["int8_p50_ms"],
+            "int8_over_float32": lat["int8_over_float32"],
+            "float32_over_int8_speedup": lat["float32_over_int8_speedup"],
+            "spreads": {k: v for k, v in lat.items() if k.endswith("_spread")},
+            "load_average_1min": [
+                lat["window"]["load_average_1min_before"],
+                lat["window"]["load_average_1min_after"],
+            ],
+            "across_processes": False,
+            "target": "none (reference: int8 p50 next to float32 p50, alternating, 1 thread)",
+            "noise": lat["noise"],
+            "verdict": "noisy" if lat["noise"] else "reference",
+        }
+    return out
 
 
 def _run_child(flavor: str, out: str, args: list[str]) -> tuple[dict, dict]:
@@ -535,44 +883,38 @@ def _run_child(flavor: str, out: str, args: list[str]) -> tuple[dict, dict]:
         return json.load(f), info
 
 
-def main(
-    epochs: int = 20,
-    finetune: int = 8,
-    out: str | None = None,
-    rounds: int = 9,
-    timing_epochs: int = 3,
-) -> dict:
+def _flags(settings: dict) -> list[str]:
+    """``settings`` as the command-line flags of this script."""
+    return [item for k, v in settings.items() for item in (f"--{k.replace('_', '-')}", str(v))]
+
+
+def main(out: str | None = None, **overrides: Any) -> dict:
     """Run the Keras 3 half, then the tf_keras half, in child processes; merge and write JSON.
 
     Args:
-        epochs: Integer. Epochs of the base model's training (once, under Keras 3).
-        finetune: Integer. Epochs of the pruning fine-tuning (clustering: half).
         out: String or None. Result JSON path (default ``benchmarks/results/compression.json``).
-        rounds: Integer. Alternating timing rounds per child.
-        timing_epochs: Integer. Epochs per timed fit (median taken).
+        **overrides: Settings among ``DEFAULTS`` (same for both children): ``epochs``
+            (base training, once, under Keras 3), ``finetune`` (pruning fine-tuning;
+            clustering: half), ``rounds`` and ``timing_epochs`` (step-time rounds, epochs
+            per timed fit), ``qat_epochs``/``qat_lr`` (QAT fine-tuning, digits CNN and
+            MobileNet-style), ``pcqat_epochs``/``pcqat_lr`` (per PCQAT stage),
+            ``mobile_epochs`` (MobileNet-style training), ``latency_rounds``/``latency_runs``.
 
     Returns:
         The merged result dict.
     """
+    unknown = sorted(set(overrides) - set(DEFAULTS))
+    if unknown:
+        raise TypeError(f"Unknown settings {unknown}; expected some of {sorted(DEFAULTS)}.")
+    settings = {**DEFAULTS, **overrides}
     started = time.perf_counter()
     load_at_start = _load()
-    common = [
-        "--epochs",
-        str(epochs),
-        "--finetune",
-        str(finetune),
-        "--rounds",
-        str(rounds),
-        "--timing-epochs",
-        str(timing_epochs),
-    ]
     runs, children = {}, {}
     with tempfile.TemporaryDirectory(prefix="kopt_compression_") as tmp:
-        weights = os.path.join(tmp, "base.npz")
         for flavor in FLAVORS:  # one after the other, never concurrently
-            extra = ["--save-base", weights] if flavor == "keras3" else ["--load-base", weights]
+            extra = ["--save-base", tmp] if flavor == "keras3" else ["--load-base", tmp]
             runs[flavor], children[flavor] = _run_child(
-                flavor, os.path.join(tmp, f"{flavor}.json"), [*common, *extra]
+                flavor, os.path.join(tmp, f"{flavor}.json"), [*_flags(settings), *extra]
             )
     comparison = compare(runs["keras3"], runs["tf_keras"])
     result = {
@@ -580,23 +922,38 @@ def main(
         "engines": {"keras3": "native (keras_opt)", "tf_keras": "TFMOT"},
         "platform": platform.platform(),
         "cores": os.cpu_count(),
-        "data": "sklearn load_digits, 1400 train / 397 test (seeded permutation), 8x8x1",
+        "data": (
+            "sklearn load_digits, 1400 train / 397 test (seeded permutation), 8x8x1; "
+            f"MobileNet-style model: the same split upsampled (nearest) to "
+            f"{MOBILE_SIZE}x{MOBILE_SIZE}x1"
+        ),
         "settings": {
-            "base_epochs": epochs,
-            "prune_finetune_epochs": finetune,
-            "cluster_finetune_epochs": max(1, finetune // 2),
+            "base_epochs": settings["epochs"],
+            "prune_finetune_epochs": settings["finetune"],
+            "cluster_finetune_epochs": max(1, settings["finetune"] // 2),
+            "qat_finetune": f"{settings['qat_epochs']} epochs, Adam({settings['qat_lr']:g})",
+            "pcqat_finetune": (
+                f"{settings['pcqat_epochs']} epochs per stage, Adam({settings['pcqat_lr']:g})"
+            ),
+            "mobile_base_epochs": settings["mobile_epochs"],
             "batch_size": BATCH,
             "seed": SEED,
-            "timing_rounds": rounds,
-            "timing_epochs_per_fit": timing_epochs,
+            "timing_rounds": settings["rounds"],
+            "timing_epochs_per_fit": settings["timing_epochs"],
+            "latency_rounds": settings["latency_rounds"],
+            "latency_runs": settings["latency_runs"],
+            "all": settings,
         },
         "base_model": (
-            "trained once in the Keras 3 child; its weights are loaded by layer name into the "
-            "tf_keras child, so both engines start from the same weights"
+            "trained once in the Keras 3 child (the digits CNN and the MobileNet-style model); "
+            "their weights are loaded by layer name into the tf_keras child, so both engines "
+            "start from the same weights"
         ),
         "verdict_basis": (
             "wall-clock step time (what a user waits for); the cpu_ratio fields (process CPU "
-            "time, all threads) are less sensitive to other load and are reported alongside"
+            "time, all threads) are less sensitive to other load and are reported alongside. "
+            "Accuracy, size and agreement rows come from .tflite files: load cannot make them "
+            "noisy"
         ),
         "noisy_when": (
             f"1-min load average > {NOISY_LOAD} (before or after the timing block) or repeats "
@@ -623,10 +980,8 @@ def main(
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--finetune", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--timing-epochs", type=int, default=3)
+    for key, default in DEFAULTS.items():
+        parser.add_argument(f"--{key.replace('_', '-')}", type=type(default), default=default)
     parser.add_argument("--out", default=None, help="result JSON path")
     parser.add_argument(
         "--flavor", choices=FLAVORS, default=None, help="run one half only, in this process"
@@ -634,20 +989,14 @@ if __name__ == "__main__":
     parser.add_argument("--save-base", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--load-base", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    chosen = {key: getattr(args, key) for key in DEFAULTS}
     if args.flavor is not None and args.out is None:
         parser.error("Argument `--out` is required with `--flavor` (the half's JSON path).")
     if args.flavor is None:
-        main(args.epochs, args.finetune, args.out, args.rounds, args.timing_epochs)
+        main(args.out, **chosen)
     else:
-        half = run_flavor(
-            args.flavor,
-            args.epochs,
-            args.finetune,
-            args.rounds,
-            args.timing_epochs,
-            save_base=args.save_base,
-            load_base=args.load_base,
-        )
+        half = run_flavor(args.flavor, chosen, save_base=args.save_base, load_base=args.load_base)
+        half["settings"] = chosen
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:
             json.dump(half, f, indent=2)

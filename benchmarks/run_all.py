@@ -1,8 +1,8 @@
 """Run every keras_opt benchmark and write ``results.json`` and ``RESULTS.md``.
 
 Each benchmark runs in its own subprocess, with the Keras flavor it needs
-(``TF_USE_LEGACY_KERAS=1`` for the TFMOT compression benchmark, Keras 3 for
-the others) and a timeout; one that fails or times out is recorded as such and
+(Keras 3; the benchmarks that compare both flavors start their own tf_keras
+child processes) and a timeout; one that fails or times out is recorded as such and
 the others still run. Every benchmark script writes its own JSON (``--out``);
 this runner collects them, adds the machine (cores, CPU model, load), the date
 and the library versions, and renders a markdown table: measured value,
@@ -16,9 +16,12 @@ subprocess. A run is noisy when the load before it exceeded
 ``max_load_per_core`` per core, or when a row's repeats spread (max - min over
 median, as the script reports it) more than ``max_spread``; a noisy run is
 repeated, up to ``max_attempts`` runs in all, and the least noisy one is kept.
-Whatever is still noisy is marked "noisy" instead of "met" or "missed".
+Whatever is still noisy is marked "noisy" instead of "met" or "missed". A
+script may also mark a figure noisy itself (compression.json's verdicts,
+tflite_latency's ``noisy``): such a row is "noisy" too, with "(noisy)" in its
+value. Sizes and accuracies are never made noisy by load.
 
-    python benchmarks/run_all.py                    # full run, ~10-15 min on 2 cores
+    python benchmarks/run_all.py                    # full run, ~30-40 min on 2 cores
     python benchmarks/run_all.py --quick            # smoke run, small settings
     python benchmarks/run_all.py --only callback_overhead,tuning_strategies
 
@@ -68,12 +71,16 @@ def _row(
     met: bool | None,
     spread: float | None = None,
     timing: bool = True,
+    script_noise: str | None = None,
 ) -> Row:
+    """One table row. ``script_noise``: why the script itself marked the figure noisy."""
     row: Row = {"metric": metric, "value": value, "target": target, "met": met}
     if not timing:
         row["timing"] = False  # a size or an accuracy: load cannot make it noisy
     if spread is not None:
         row["spread"] = spread
+    if script_noise:
+        row["script_noise"] = script_noise  # noisy whatever the runner measured
     return row
 
 
@@ -107,7 +114,11 @@ def noise_reasons(measured: dict[str, Any] | None, policy: NoisePolicy, cores: i
 
 
 def judge(rows: list[Row], reasons: list[str], policy: NoisePolicy | None) -> list[Row]:
-    """Give every row a verdict: "met", "missed", "noisy" or "-" (no target)."""
+    """Give every row a verdict: "met", "missed", "noisy" or "-" (no target).
+
+    A row the script itself marked noisy (``script_noise``) is "noisy" whatever
+    the load around the run was.
+    """
     for row in rows:
         timing = row.get("timing", True)
         row_reasons = list(reasons) if policy is not None and timing else []
@@ -115,7 +126,9 @@ def judge(rows: list[Row], reasons: list[str], policy: NoisePolicy | None) -> li
         limit = policy.max_spread if policy is not None else None
         if limit is not None and spread is not None and spread > limit:
             row_reasons.append(f"repeats spread {spread:.1%} > {limit:.0%}")
-        if row["met"] is None:
+        if row.get("script_noise"):
+            row_reasons.append(f"script: {row['script_noise']}")
+        if row["met"] is None and not row.get("script_noise"):
             row["verdict"] = "-"
         elif row_reasons:
             row["verdict"] = "noisy"
@@ -158,48 +171,226 @@ def _callback_overhead(r: dict) -> list[Row]:
     return rows
 
 
+LATENCY_PARITY = 0.05  # issue 15: keras_opt's p50 within 5% of litert-benchmark's
+
+
 def _tflite_latency(r: dict) -> list[Row]:
+    noise = (r.get("note") or "marked noisy by the script") if r.get("noisy") else None
     return [
         _row(
             f"LiteRT p50 latency, keras_opt / litert-benchmark ({v['variant']}, {r['model']})",
             f"{v['ratio_p50']:.3f} ({v['keras_opt_p50_ms']:.3f} ms vs "
-            f"{v['litert_benchmark_median_ms']:.3f} ms)",
-            "0.85 - 1.15",
-            abs(v["ratio_p50"] - 1) <= 0.15,
+            f"{v['litert_benchmark_median_ms']:.3f} ms"
+            + (f"; ratio of minima {v['ratio_min_p50']:.3f}" if "ratio_min_p50" in v else "")
+            + (f", {v['repeats']} repeats" if "repeats" in v else "")
+            + ")"
+            + (" (noisy)" if noise else ""),
+            f"{1 - LATENCY_PARITY:.2f} - {1 + LATENCY_PARITY:.2f}",
+            abs(v["ratio_p50"] - 1) <= LATENCY_PARITY,
+            script_noise=noise,
         )
         for v in r["results"]
     ]
 
 
-def _compression(r: dict) -> list[Row]:
-    base = r["baseline_int8"]["accuracy"]
-    p, c, q = r["prune_80_int8"], r["cluster_16_int8"], r["pcqat_int8"]
-    worst_sparsity = min((k["sparsity"] for k in q["kernels_in_tflite"].values()), default=0.0)
-    most_values = max(
-        (k["max_unique_per_channel"] for k in q["kernels_in_tflite"].values()), default=0
+def _pct(v: float) -> str:
+    return f"{100 * v:.2f}%"
+
+
+def _points(v: float) -> str:
+    return f"{v:+.2f} points"
+
+
+def _mobile_latency(c: dict) -> str:
+    return (
+        f"int8 {c['int8_p50_ms']:.4f} ms vs float32 {c['float32_p50_ms']:.4f} ms p50 "
+        f"(int8/float32 {c['int8_over_float32']:.3f}; load {c['load_average_1min']})"
     )
-    return [
-        _row(
-            "80% pruning + int8 vs int8 baseline: accuracy drop, gzipped size",
-            f"{p['accuracy_drop_points']:.2f} points ({100 * base:.2f}% -> "
-            f"{100 * p['accuracy']:.2f}%), {p['gzipped_ratio']:.3f}x",
-            "drop <= 1.5 points, size <= 0.45x",
-            bool(p["met"]),
+
+
+# name in compression.json's "comparison" -> (metric, value from the entry, timing row)
+_COMPRESSION_ROWS: dict[str, tuple[str, Callable[[dict], str], bool]] = {
+    "prune_80_accuracy": (
+        "80% pruning + int8: accuracy, native vs TFMOT",
+        lambda c: (
+            f"{_pct(c['native'])} vs {_pct(c['tfmot'])} ({_points(c['native_minus_tfmot_points'])})"
         ),
-        _row(
-            "16-cluster + int8 vs int8 baseline: accuracy drop",
-            f"{c['accuracy_drop_points']:.2f} points (gzipped {c['gzipped_ratio']:.3f}x)",
-            "drop <= 1.5 points",
-            bool(c["met"]),
+        False,
+    ),
+    "prune_80_gzipped_size": (
+        "80% pruning + int8: gzipped size, native / TFMOT",
+        lambda c: f"{c['native_over_tfmot']:.3f}x ({c['native_bytes']} vs {c['tfmot_bytes']} B)",
+        False,
+    ),
+    "cluster_16_accuracy": (
+        "16 clusters + int8: accuracy, native vs TFMOT",
+        lambda c: (
+            f"{_pct(c['native'])} vs {_pct(c['tfmot'])} ({_points(c['native_minus_tfmot_points'])})"
         ),
-        _row(
-            "PCQAT (50% sparse, 16 clusters) in the .tflite: sparsity, values per channel",
-            f"min sparsity {worst_sparsity:.3f}, max {most_values} int8 values/channel, "
-            f"drop {q['accuracy_drop_points']:.2f} points",
-            "sparsity 0.5 +- 0.02, <= 16 values",
-            bool(q["met"]),
+        False,
+    ),
+    "prune_step_time_native_vs_tfmot": (
+        "80% pruned fit step time, native / TFMOT (across processes)",
+        lambda c: (
+            f"{c['ratio']:.3f} ({c['native_ms']:.2f} vs {c['tfmot_ms']:.2f} ms; CPU "
+            f"{c['cpu_ratio']:.3f})"
         ),
-    ]
+        True,
+    ),
+    "prune_step_time_native_vs_unpruned": (
+        "80% pruned fit step time, native / unpruned (keras3, alternating)",
+        lambda c: f"{c['ratio']:.3f} (CPU {c['cpu_ratio']:.3f}, spread {c['spread']:.1%})",
+        True,
+    ),
+    "prune_step_time_tfmot_vs_unpruned": (
+        "80% pruned fit step time, TFMOT / unpruned (tf_keras, alternating)",
+        lambda c: f"{c['ratio']:.3f} (CPU {c['cpu_ratio']:.3f}, spread {c['spread']:.1%})",
+        True,
+    ),
+    "qat_accuracy_vs_tfmot": (
+        "QAT int8 .tflite: accuracy, native vs TFMOT",
+        lambda c: (
+            f"{_pct(c['native'])} vs {_pct(c['tfmot'])} ({_points(c['native_minus_tfmot_points'])})"
+        ),
+        False,
+    ),
+    "qat_accuracy_vs_float": (
+        "QAT int8 .tflite: accuracy drop vs float32",
+        lambda c: (
+            f"native {_points(c['native_drop_points'])}, TFMOT "
+            f"{_points(c['tfmot_drop_points'])} (float32 {_pct(c['float32'])})"
+        ),
+        False,
+    ),
+    "pcqat_accuracy_vs_float": (
+        "PCQAT int8 .tflite (50%, 16 clusters): accuracy drop vs float32",
+        lambda c: (
+            f"native {_points(c['native_drop_points'])}, TFMOT "
+            f"{_points(c['tfmot_drop_points'])} (float32 {_pct(c['float32'])})"
+        ),
+        False,
+    ),
+    "pcqat_gzipped_size_vs_float": (
+        "PCQAT int8 .tflite: gzipped size / float32 gzipped",
+        lambda c: (
+            f"native {c['native_ratio']:.3f}x ({c['native_bytes']} B), TFMOT "
+            f"{c['tfmot_ratio']:.3f}x ({c['tfmot_bytes']} B)"
+        ),
+        False,
+    ),
+    "mobilenet_agreement": (
+        "MobileNet-style int8 .tflite: top-1 agreement with its Keras QAT model",
+        lambda c: f"native {_pct(c['native'])}, TFMOT {_pct(c['tfmot'])} ({c['samples']} images)",
+        False,
+    ),
+    "mobilenet_latency_native": (
+        "MobileNet-style LiteRT p50, int8 vs float32 (native QAT, 1 thread)",
+        _mobile_latency,
+        True,
+    ),
+    "mobilenet_latency_tfmot": (
+        "MobileNet-style LiteRT p50, int8 vs float32 (TFMOT QAT, 1 thread)",
+        _mobile_latency,
+        True,
+    ),
+}
+
+
+def _script_verdict(entry: dict) -> tuple[bool | None, str | None]:
+    """A compression.json verdict as (met, script noise): "noisy" is not a failure."""
+    verdict = entry["verdict"]
+    if verdict == "noisy":
+        return None, "; ".join(entry.get("noise") or []) or "marked noisy by the script"
+    if verdict not in ("met", "missed", "reference"):
+        raise ValueError(f"unknown verdict {verdict!r}")
+    return {"met": True, "missed": False, "reference": None}[verdict], None
+
+
+def _pcqat_in_file(flavor: str, engine: str, q: dict) -> Row:
+    return _row(
+        f"PCQAT int8 .tflite kernels ({engine}, {flavor}): zeros, int8 values per channel",
+        f"sparsity {q['min_sparsity']:.3f}-{q['max_sparsity']:.3f}, at most "
+        f"{q['max_unique_per_channel']} values/channel, {len(q['kernels_in_tflite'])} kernels",
+        q["target"],
+        bool(q["met"]),
+        timing=False,
+    )
+
+
+def _compression(r: dict) -> list[Row]:
+    """Rows from ``comparison`` (each with its verdict) and PCQAT read back per flavor."""
+    rows = []
+    for name, c in r["comparison"].items():
+        if name == "pcqat_kernels_in_file":  # one row per flavor below
+            continue
+        met, noise = _script_verdict(c)
+        metric, value, timing = _COMPRESSION_ROWS.get(
+            name, (name.replace("_", " "), lambda c: str(c.get("ratio", "see JSON")), True)
+        )
+        rows.append(
+            _row(
+                metric,
+                value(c) + (" (noisy)" if noise else ""),
+                c["target"],
+                met,
+                timing=timing,
+                script_noise=noise,
+            )
+        )
+    engines = {"keras3": "native", "tf_keras": "TFMOT"}
+    for flavor, engine in engines.items():
+        if "pcqat_int8" in r.get(flavor, {}):
+            rows.append(_pcqat_in_file(flavor, engine, r[flavor]["pcqat_int8"]))
+    return rows
+
+
+def _aeq_variants(r: dict) -> list[Row]:
+    """AI Edge Quantizer variants: the script's checks, then latency per model (reference)."""
+    labels = {
+        "int4_weights_size_vs_int8_digits": "AEQ int4 weight-only file / converter int8 (digits)",
+        "int4_weights_size_vs_int8_mobilenet": (
+            "AEQ int4 weight-only file / converter int8 (MobileNetV2)"
+        ),
+        "mixed_points_below_float32_digits": "mixed int8/float accuracy below float32 (digits)",
+    }
+    rows = []
+    for name, check in r["checks"].items():
+        value = check["value"]
+        unit = " points" if name.startswith("mixed") else "x"
+        rows.append(
+            _row(
+                labels.get(name, name.replace("_", " ")),
+                "not measured" if value is None else f"{value:.3f}{unit}",
+                check["target"],
+                bool(check["met"]),
+                timing=False,
+            )
+        )
+    for model in ("digits_cnn", "mobilenet_v2"):
+        part = r.get(model)
+        if not part:
+            continue
+        ratios = {
+            k.removesuffix("_latency_vs_float32"): v
+            for k, v in part["ratios"].items()
+            if k.endswith("_latency_vs_float32")
+        }
+        loads = part.get("load_before_after") or []
+        noise = None
+        if part.get("timing") == "noisy":
+            noise = f"load average {max(loads):.2f} > 1.0" if loads else "marked noisy"
+        rows.append(
+            _row(
+                f"AEQ variants LiteRT p50 / float32 ({model}, 1 thread)",
+                ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items())
+                + (f" (load {', '.join(f'{x:.2f}' for x in loads)})" if loads else "")
+                + (" (noisy)" if noise else ""),
+                "none (reference)",
+                None,
+                script_noise=noise,
+            )
+        )
+    return rows
 
 
 def _mobilenet(r: dict) -> list[Row]:
@@ -256,6 +447,7 @@ class Benchmark:
     export_dir: bool = False  # the script takes --export-dir for its .tflite files
     flavor: str | None = None  # shown instead of the one legacy_keras implies (both flavors)
     noise: NoisePolicy | None = None  # timing benchmarks: repeat and mark noisy runs
+    quick_timeout_s: int = 300  # timeout of a --quick run
 
 
 BENCHMARKS = (
@@ -284,11 +476,35 @@ BENCHMARKS = (
     Benchmark(
         "compression",
         "compression.py",
-        True,
+        False,  # the script runs its own Keras 3 and tf_keras children
         (),
-        ("--epochs", "3", "--finetune", "2"),
-        1200,
+        (
+            "--epochs",
+            "3",
+            "--finetune",
+            "2",
+            "--rounds",
+            "2",
+            "--timing-epochs",
+            "2",
+            "--qat-epochs",
+            "1",
+            "--pcqat-epochs",
+            "1",
+            "--mobile-epochs",
+            "2",
+            "--latency-rounds",
+            "2",
+            "--latency-runs",
+            "30",
+        ),
+        1800,
         _compression,
+        flavor="keras3 + tf_keras",
+        # The script marks its own timing rows noisy (load > 1.0, spread > 10%); one run only:
+        # a full run takes minutes, and its accuracy and size rows do not depend on load.
+        noise=NoisePolicy(max_load_per_core=0.5, max_attempts=1),
+        quick_timeout_s=600,
     ),
     Benchmark(
         "int8_vs_float32_mobilenet",
@@ -300,6 +516,19 @@ BENCHMARKS = (
         _mobilenet,
         export_dir=True,
         noise=NoisePolicy(max_load_per_core=0.5),
+    ),
+    Benchmark(
+        "aeq_variants",
+        "aeq_variants.py",
+        False,
+        (),
+        ("--repeats", "1", "--runs", "10", "--mobilenet-size", "64"),
+        1800,
+        _aeq_variants,
+        # Sizes and accuracies do not depend on load and the latency rows are references the
+        # script marks noisy itself: one run only.
+        noise=NoisePolicy(max_load_per_core=0.5, max_attempts=1),
+        quick_timeout_s=600,
     ),
     Benchmark(
         "tuning_strategies",
@@ -377,7 +606,7 @@ def run_once(bench: Benchmark, out_dir: str, log_dir: str, quick: bool) -> dict[
         "TF_CPP_MIN_LOG_LEVEL": "3",
         "PYTHONUNBUFFERED": "1",
     }
-    timeout = 300 if quick else bench.timeout_s
+    timeout = bench.quick_timeout_s if quick else bench.timeout_s
     entry: dict[str, Any] = {
         "script": f"benchmarks/{bench.script}",
         "flavor": bench.flavor or ("tf_keras" if bench.legacy_keras else "keras3"),
@@ -480,6 +709,58 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _compression_tables(r: dict[str, Any]) -> list[str]:
+    """Per-engine accuracy and gzipped size of every compressed digits model (from the files)."""
+    if "keras3" not in r or "tf_keras" not in r:
+        return []
+    settings = r.get("settings", {})
+    lines = [
+        "",
+        "## Compression: native engine (Keras 3) vs TFMOT (tf_keras), digits CNN",
+        "",
+        f"Same starting weights and fine-tuning settings in both engines ({r.get('data', '')}). "
+        f"QAT: {settings.get('qat_finetune', '?')}; PCQAT: {settings.get('pcqat_finetune', '?')}."
+        " Accuracy of each int8 `.tflite` file on the held-out digits (LiteRT); gzipped size "
+        "over the float32 `.tflite` gzipped.",
+        "",
+        "| model | native accuracy % | TFMOT accuracy % | native gzip ratio | TFMOT gzip ratio |",
+        "|---|---|---|---|---|",
+    ]
+    n, t = r["keras3"], r["tf_keras"]
+    f_n = n.get("baseline_float32", {}).get("gzipped_bytes")
+    f_t = t.get("baseline_float32", {}).get("gzipped_bytes")
+    names = {
+        "baseline_float32": "float32",
+        "baseline_int8": "int8 (post-training)",
+        "prune_80_int8": "80% pruned + int8 (post-training)",
+        "cluster_16_int8": "16 clusters + int8 (post-training)",
+        "qat_int8": "QAT int8",
+        "pcqat_int8": "PCQAT int8 (50%, 16 clusters)",
+    }
+    for key, label in names.items():
+        if key not in n or key not in t:
+            continue
+
+        def ratio(entry: dict, base: int | None) -> str:
+            size = entry.get("gzipped_bytes")
+            return f"{size / base:.3f}" if size and base else "-"
+
+        lines.append(
+            f"| {label} | {100 * n[key]['accuracy']:.2f} | {100 * t[key]['accuracy']:.2f} "
+            f"| {ratio(n[key], f_n)} | {ratio(t[key], f_t)} |"
+        )
+    m_n, m_t = n.get("mobilenet_style"), t.get("mobilenet_style")
+    if m_n and m_t:
+        lines += [
+            "",
+            f"MobileNet-style model: {m_n['model']} ({m_n['parameters']} parameters). Keras "
+            f"float accuracy {100 * m_n['keras_float_accuracy']:.2f}%; int8 file accuracy "
+            f"native {100 * m_n['int8_tflite_accuracy']:.2f}%, TFMOT "
+            f"{100 * m_t['int8_tflite_accuracy']:.2f}%. Latency: {m_n['latency']['protocol']}.",
+        ]
+    return lines
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """The ``RESULTS.md`` text of a ``results.json`` report."""
     m = report["machine"]
@@ -534,6 +815,9 @@ def render_markdown(report: dict[str, Any]) -> str:
                 f"+- {100 * r['test_accuracy_std']:.2f} | {r['test_loss_mean']:.3f} "
                 f"| {r['fit_seconds_mean']:.1f} |"
             )
+    compression = report["benchmarks"].get("compression", {}).get("result")
+    if compression and report["benchmarks"]["compression"].get("status") == "ok":
+        lines += _compression_tables(compression)
     mobilenet = report["benchmarks"].get("int8_vs_float32_mobilenet", {}).get("result")
     if mobilenet and not mobilenet.get("errors"):
         lines += [
@@ -579,7 +863,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | `{entry['script']} {' '.join(entry['args'])}` | "
             f"{_cell(entry['status'])}{'; ' + entry['rerun'] if entry.get('rerun') else ''} "
-            f"| {entry['seconds']} | {load} | {_cell(noise)} |"
+            f"| {'-' if entry.get('seconds') is None else entry['seconds']} | {load} "
+            f"| {_cell(noise)} |"
         )
     lines += ["", "Per-benchmark details: `results.json` (the full JSON of every script).", ""]
     return "\n".join(lines)
@@ -589,25 +874,46 @@ def rerender(out_dir: str) -> dict[str, Any]:
     """Rebuild ``results.json`` rows and ``RESULTS.md`` from ``results/<name>.json`` (no run).
 
     Lets one benchmark be re-run on its own (``python benchmarks/<name>.py``) and
-    folded into the report.
+    folded into the report; a benchmark the report does not have yet is added.
     """
     json_path = os.path.join(out_dir, "results.json")
     with open(json_path) as f:
         report = json.load(f)
     by_name = {b.name: b for b in BENCHMARKS}
+    for bench in BENCHMARKS:  # a benchmark added since the full run, run on its own
+        fresh = os.path.join(out_dir, "results", f"{bench.name}.json")
+        if bench.name not in report["benchmarks"] and os.path.exists(fresh):
+            report["benchmarks"][bench.name] = {
+                "script": f"benchmarks/{bench.script}",
+                "flavor": bench.flavor or ("tf_keras" if bench.legacy_keras else "keras3"),
+                "args": [],
+                "seconds": None,
+                "measured": None,
+                "status": "ok",
+                "result": None,  # read below
+                "rows": [],
+                "rerun": "result from a run of the script on its own, not by run_all",
+            }
     for name, entry in report["benchmarks"].items():
         fresh = os.path.join(out_dir, "results", f"{name}.json")
         if entry["status"] == "ok" and os.path.exists(fresh):
             with open(fresh) as f:
                 result = json.load(f)
             if result != entry["result"]:  # re-run on its own since the full run
+                if entry["result"] is not None:
+                    entry["rerun"] = "result from a later run of the script on its own"
                 entry["result"] = result
                 entry["status"] = "ok"
-                entry["rerun"] = "result from a later run of the script on its own"
+                entry["measured"] = None  # what run_all measured was another run
+                entry["seconds"] = result.get("seconds") if isinstance(result, dict) else None
         if entry["status"] == "ok" and name in by_name:
             bench = by_name[name]
+            entry["flavor"] = bench.flavor or ("tf_keras" if bench.legacy_keras else "keras3")
             entry["rows"] = bench.summarize(entry["result"])
-            if bench.noise is not None:
+            if bench.noise is not None and entry.get("rerun"):
+                # run_all did not watch that run: its timing rows cannot be judged quiet.
+                entry["noise"] = ["run on its own: no load recorded by run_all"]
+            elif bench.noise is not None:
                 # Runs from before loads were recorded: judge by the load at the report's start.
                 measured = entry.get("measured") or {
                     "load_1min_before": report["machine"].get("load_average_1min_at_start")

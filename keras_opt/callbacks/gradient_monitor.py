@@ -84,7 +84,7 @@ class GradientMonitor(Callback):
             (e.g. 32-128 training examples).
         every_n_steps: Integer >= 1. Probe interval in training steps. At the
             default (100) the probe costs well under 5% of fit time (see
-            ``benchmarks/gradient_monitor_overhead.py``).
+            ``benchmarks/callback_overhead.py``).
         vanishing_threshold: Float in (0, 1). See above.
         exploding_threshold: Float > 0. See above.
         max_update_ratio: Float > 0. See above.

@@ -200,3 +200,239 @@ def test_markdown_shows_verdicts_and_load():
     assert "| fake | keras3 | row 0 | x | <= 1.02 | noisy |" in text
     assert "3.0 / 3.0, 1.8" in text
     assert "(3 runs)" in text
+
+
+# ----- summaries of the scripts' JSON, with fake results --------------------------------------
+def _comparison_entry(verdict, noise=None, **fields):
+    return {"target": "t", "verdict": verdict, "noise": noise or [], **fields}
+
+
+def fake_compression_json():
+    """compression.json's layout: comparison entries with verdicts, PCQAT under each flavor."""
+    acc = {"native": 0.99, "tfmot": 0.985, "native_minus_tfmot_points": 0.5}
+    drops = {"native_drop_points": 0.25, "tfmot_drop_points": 0.5, "float32": 0.9925}
+    step = {"ratio": 1.3, "cpu_ratio": 1.1, "spread": 0.4}
+    latency = {
+        "float32_p50_ms": 0.1,
+        "int8_p50_ms": 0.08,
+        "int8_over_float32": 0.8,
+        "load_average_1min": [4.0, 4.1],
+    }
+    pcqat = {
+        "min_sparsity": 0.5,
+        "max_sparsity": 0.5,
+        "max_unique_per_channel": 16,
+        "kernels_in_tflite": {"a": {}, "b": {}},
+        "target": "every kernel int8, 50% +- 2% zeros and <= 16 int8 values per output channel",
+    }
+    return {
+        "comparison": {
+            "prune_80_accuracy": _comparison_entry("met", **acc),
+            "prune_80_gzipped_size": _comparison_entry(
+                "missed", native_over_tfmot=1.2, native_bytes=12, tfmot_bytes=10
+            ),
+            "prune_step_time_native_vs_tfmot": _comparison_entry(
+                "noisy", ["load average 4.2 > 1.0"], native_ms=2.0, tfmot_ms=1.5, **step
+            ),
+            "prune_step_time_tfmot_vs_unpruned": _comparison_entry("reference", **step),
+            "qat_accuracy_vs_float": _comparison_entry("met", native=0.99, tfmot=0.985, **drops),
+            "pcqat_gzipped_size_vs_float": _comparison_entry(
+                "missed", native_ratio=0.15, tfmot_ratio=0.13, native_bytes=45, tfmot_bytes=39
+            ),
+            "pcqat_kernels_in_file": _comparison_entry("met"),
+            "mobilenet_latency_native": _comparison_entry("noisy", [], **latency),
+        },
+        "keras3": {"pcqat_int8": {**pcqat, "met": True}},
+        "tf_keras": {"pcqat_int8": {**pcqat, "max_unique_per_channel": 17, "met": False}},
+    }
+
+
+def _by_metric(rows):
+    return {row["metric"]: row for row in rows}
+
+
+def test_compression_summary_reads_verdicts_and_pcqat_per_flavor():
+    bench = next(b for b in run_all.BENCHMARKS if b.name == "compression")
+    rows = run_all.judge(bench.summarize(fake_compression_json()), [], bench.noise)
+    by = _by_metric(rows)
+    assert by["80% pruning + int8: accuracy, native vs TFMOT"]["verdict"] == "met"
+    assert (
+        "99.00% vs 98.50% (+0.50 points)"
+        in by["80% pruning + int8: accuracy, native vs TFMOT"]["value"]
+    )
+    assert by["80% pruning + int8: gzipped size, native / TFMOT"]["verdict"] == "missed"
+    assert by["PCQAT int8 .tflite: gzipped size / float32 gzipped"]["verdict"] == "missed"
+    assert by["QAT int8 .tflite: accuracy drop vs float32"]["verdict"] == "met"
+    # "noisy" is not a failure: the row says so in its value and its verdict.
+    step = by["80% pruned fit step time, native / TFMOT (across processes)"]
+    assert step["verdict"] == "noisy"
+    assert step["met"] is None
+    assert step["value"].endswith("(noisy)")
+    assert "load average 4.2 > 1.0" in step["noise"]
+    latency = by["MobileNet-style LiteRT p50, int8 vs float32 (native QAT, 1 thread)"]
+    assert latency["verdict"] == "noisy"
+    assert "marked noisy by the script" in latency["noise"]
+    # A reference has no target.
+    assert (
+        by["80% pruned fit step time, TFMOT / unpruned (tf_keras, alternating)"]["verdict"] == "-"
+    )
+    # PCQAT read back from each flavor's file, not from the comparison.
+    native = by["PCQAT int8 .tflite kernels (native, keras3): zeros, int8 values per channel"]
+    assert native["verdict"] == "met"
+    tfmot = by["PCQAT int8 .tflite kernels (TFMOT, tf_keras): zeros, int8 values per channel"]
+    assert tfmot["verdict"] == "missed"
+    assert "at most 17 values/channel, 2 kernels" in tfmot["value"]
+    assert not any("kernels_in_file" in row["metric"] for row in rows)
+
+
+def test_compression_quality_rows_are_not_made_noisy_by_load():
+    bench = next(b for b in run_all.BENCHMARKS if b.name == "compression")
+    reasons = run_all.noise_reasons({"load_1min_before": 4.0}, bench.noise, 2)
+    rows = _by_metric(run_all.judge(bench.summarize(fake_compression_json()), reasons, bench.noise))
+    assert rows["80% pruning + int8: accuracy, native vs TFMOT"]["verdict"] == "met"
+    assert rows["PCQAT int8 .tflite: gzipped size / float32 gzipped"]["verdict"] == "missed"
+    assert rows["80% pruned fit step time, native / TFMOT (across processes)"]["verdict"] == "noisy"
+    assert bench.noise.max_attempts == 1  # minutes per run: never repeated for load
+
+
+def test_compression_summary_rejects_an_unknown_verdict():
+    result = fake_compression_json()
+    result["comparison"]["prune_80_accuracy"]["verdict"] = "maybe"
+    with pytest.raises(ValueError, match="unknown verdict 'maybe'"):
+        run_all._compression(result)
+
+
+def test_compression_quick_args_are_small():
+    bench = next(b for b in run_all.BENCHMARKS if b.name == "compression")
+    args = dict(zip(bench.quick_args[::2], bench.quick_args[1::2], strict=True))
+    assert args["--rounds"] == "2"
+    assert args["--timing-epochs"] == "2"
+    assert bench.quick_timeout_s >= 300
+
+
+def _latency_json(ratios, noisy):
+    return {
+        "model": "m",
+        "noisy": noisy,
+        "note": "load average 4.9 on 2 CPUs" if noisy else None,
+        "results": [
+            {
+                "variant": f"v{i}",
+                "ratio_p50": ratio,
+                "keras_opt_p50_ms": ratio,
+                "litert_benchmark_median_ms": 1.0,
+            }
+            for i, ratio in enumerate(ratios)
+        ],
+    }
+
+
+def test_tflite_latency_parity_is_within_five_percent():
+    rows = run_all.judge(run_all._tflite_latency(_latency_json([1.04, 0.94], False)), [], None)
+    assert [r["verdict"] for r in rows] == ["met", "missed"]
+    assert rows[0]["target"] == "0.95 - 1.05"
+
+
+def test_tflite_latency_noisy_field_marks_rows_noisy():
+    rows = run_all.judge(run_all._tflite_latency(_latency_json([1.0, 1.4], True)), [], None)
+    assert [r["verdict"] for r in rows] == ["noisy", "noisy"]
+    assert all(r["value"].endswith("(noisy)") for r in rows)
+    assert "load average 4.9" in rows[0]["noise"]
+
+
+def test_every_benchmark_script_exists():
+    for bench in run_all.BENCHMARKS:
+        assert os.path.isfile(os.path.join(ROOT, "benchmarks", bench.script)), bench.script
+
+
+def test_markdown_has_the_compression_table_per_engine():
+    result = fake_compression_json()
+    for flavor, acc in (("keras3", 0.99), ("tf_keras", 0.985)):
+        result[flavor]["baseline_float32"] = {"accuracy": 0.9925, "gzipped_bytes": 1000}
+        result[flavor]["qat_int8"] = {"accuracy": acc, "gzipped_bytes": 270}
+        result[flavor]["pcqat_int8"].update(accuracy=acc, gzipped_bytes=120)
+    bench = next(b for b in run_all.BENCHMARKS if b.name == "compression")
+    report = {
+        "date": "d",
+        "quick": False,
+        "note": None,
+        "machine": {
+            "cores": 2,
+            "cpu_model": "cpu",
+            "platform": "p",
+            "python": "3",
+            "load_average_1min_at_start": 4.0,
+        },
+        "versions": {},
+        "benchmarks": {
+            "compression": {
+                "script": "benchmarks/compression.py",
+                "args": [],
+                "flavor": "keras3 + tf_keras",
+                "seconds": 1.0,
+                "status": "ok",
+                "result": result,
+                "rows": run_all.judge(bench.summarize(result), [], bench.noise),
+            }
+        },
+    }
+    text = run_all.render_markdown(report)
+    assert "| float32 | 99.25 | 99.25 | 1.000 | 1.000 |" in text
+    assert "| QAT int8 | 99.00 | 98.50 | 0.270 | 0.270 |" in text
+    assert "| PCQAT int8 (50%, 16 clusters) | 99.00 | 98.50 | 0.120 | 0.120 |" in text
+    assert "(noisy) | t | noisy |" in text  # a script-noisy row: "(noisy)" and its verdict
+    assert "| compression | keras3 + tf_keras | 80% pruned fit step time" in text
+
+
+def fake_aeq_json():
+    checks = {
+        "int4_weights_size_vs_int8_digits": {"value": 0.61, "target": "<= 0.65", "met": True},
+        "int4_weights_size_vs_int8_mobilenet": {"value": 0.56, "target": "<= 0.55", "met": False},
+        "mixed_points_below_float32_digits": {"value": None, "target": "<= 0.5", "met": False},
+    }
+    model = {
+        "ratios": {"int4_weights_size_vs_int8": 0.61, "int4_weights_latency_vs_float32": 5.7},
+        "timing": "noisy",
+        "load_before_after": [5.8, 5.9],
+    }
+    return {"checks": checks, "digits_cnn": model, "mobilenet_v2": {**model, "timing": "quiet"}}
+
+
+def test_aeq_variants_summary_judges_sizes_and_keeps_latency_as_reference():
+    bench = next(b for b in run_all.BENCHMARKS if b.name == "aeq_variants")
+    reasons = run_all.noise_reasons({"load_1min_before": 4.0}, bench.noise, 2)
+    rows = run_all.judge(bench.summarize(fake_aeq_json()), reasons, bench.noise)
+    assert [r["verdict"] for r in rows] == ["met", "missed", "missed", "noisy", "-"]
+    assert rows[0]["value"] == "0.610x"
+    assert rows[2]["value"] == "not measured"
+    assert rows[3]["value"].endswith("(noisy)")
+    assert "load average 5.90 > 1.0" in rows[3]["noise"]
+
+
+def test_render_only_folds_a_benchmark_run_on_its_own(tmp_path):
+    report = {
+        "date": "d",
+        "quick": False,
+        "note": None,
+        "machine": {
+            "cores": 2,
+            "cpu_model": "cpu",
+            "platform": "p",
+            "python": "3",
+            "load_average_1min_at_start": 0.2,
+        },
+        "versions": {},
+        "benchmarks": {},
+    }
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results.json").write_text(json.dumps(report))
+    (tmp_path / "results" / "aeq_variants.json").write_text(json.dumps(fake_aeq_json()))
+    out = run_all.rerender(str(tmp_path))
+    entry = out["benchmarks"]["aeq_variants"]
+    assert entry["status"] == "ok"
+    assert entry["rerun"] == "result from a run of the script on its own, not by run_all"
+    assert entry["noise"] == ["run on its own: no load recorded by run_all"]
+    assert [r["verdict"] for r in entry["rows"]][:3] == ["met", "missed", "missed"]
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "| aeq_variants | keras3 | AEQ int4 weight-only file / converter int8 (digits)" in text
+    assert json.loads((tmp_path / "results.json").read_text())["benchmarks"]["aeq_variants"]
