@@ -208,6 +208,8 @@ def test_pcqat_keeps_zeros_and_shared_values_into_the_int8_file(trained_residual
         assert np.mean(kernel == 0) == pytest.approx(0.5, abs=0.02)
         rows = kernel.reshape(kernel.shape[0], -1)  # output channel first in TFLite
         assert max(np.unique(row).size for row in rows) <= 16
+        # One grid per kernel, BatchNorm folded in or not: <= 16 int8 values in the kernel.
+        assert np.unique(kernel).size <= 16
 
 
 @pytest.mark.parametrize(

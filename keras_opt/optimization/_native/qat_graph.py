@@ -168,8 +168,9 @@ def _activation_of(layer: Any) -> str | None:
     return None
 
 
-def _fold_bn(conv: Any, bn: Any) -> Any:
-    """A copy of ``conv`` with ``bn`` (inference statistics) folded into kernel and bias."""
+def _fold_bn(conv: Any, bn: Any) -> tuple[Any, np.ndarray]:
+    """A copy of ``conv`` with ``bn`` (inference statistics) folded into kernel and bias,
+    and the per-channel scale that multiplied the kernel."""
     kernel = np.asarray(conv.kernel.numpy())
     bias = np.asarray(conv.bias.numpy()) if conv.use_bias else 0.0
     gamma = np.asarray(bn.gamma.numpy()) if bn.scale else 1.0
@@ -185,7 +186,7 @@ def _fold_bn(conv: Any, bn: Any) -> Any:
     new = type(conv).from_config(config)
     new.build_from_config(conv.get_build_config())
     new.set_weights([kernel.astype("float32"), (bias * scale + shift).astype("float32")])
-    return new
+    return new, np.asarray(scale, "float32")
 
 
 def _builtin_activation(layer: Any) -> str | None:
@@ -209,10 +210,14 @@ def _linear_copy(layer: Any) -> tuple[Any, str]:
     return new, activation or "linear"
 
 
-def _clusters_per_channel(kernel: np.ndarray, depthwise: bool) -> int:
+def _cluster_layout(kernel: np.ndarray, depthwise: bool) -> tuple[int, bool]:
+    """(values to preserve, shared by the whole kernel?) of a clustered kernel."""
+    overall = int(np.unique(kernel).size)
+    if overall <= MAX_PRESERVED_CLUSTERS:
+        return overall, True
     rows = kernel.reshape(*kernel.shape[:-2], -1) if depthwise else kernel
     rows = rows.reshape(-1, rows.shape[-1]).T
-    return int(max(np.unique(row).size for row in rows))
+    return int(max(np.unique(row).size for row in rows)), False
 
 
 MAX_PRESERVED_CLUSTERS = 64
@@ -270,7 +275,7 @@ def build_qat_model(model: Any, chosen: set[str], preserve: str | None) -> Any:
             replace[id(layer)] = _graph.copy_layer(layer)
             continue
         if isinstance(layer, KERNEL_LAYERS):
-            base = layer
+            base, scale = layer, None
             user = only_consumer(layer)
             if (
                 _builtin_activation(layer) == "linear"
@@ -279,7 +284,7 @@ def build_qat_model(model: Any, chosen: set[str], preserve: str | None) -> Any:
                 and len(producers.get(id(user), [])) == 1
                 and user.axis in (-1, len(user.input.shape) - 1)
             ):
-                base = _fold_bn(layer, user)
+                base, scale = _fold_bn(layer, user)
                 absorbed.add(id(user))
                 tail = user
             else:
@@ -287,10 +292,11 @@ def build_qat_model(model: Any, chosen: set[str], preserve: str | None) -> Any:
             inner, activation = _linear_copy(base)
             if activation == "linear":
                 activation = absorb_activation(tail) or "linear"
-            clusters = 0
+            clusters, shared = 0, True
+            source = np.asarray(layer.kernel.numpy())
             if preserve in ("clusters", "both"):
                 depthwise = isinstance(layer, _L.DepthwiseConv2D)
-                clusters = _clusters_per_channel(np.asarray(layer.kernel.numpy()), depthwise)
+                clusters, shared = _cluster_layout(source, depthwise)
                 if clusters > MAX_PRESERVED_CLUSTERS:
                     raise ValueError(
                         f"Layer {layer.name!r} has {clusters} distinct kernel values per output "
@@ -299,11 +305,11 @@ def build_qat_model(model: Any, chosen: set[str], preserve: str | None) -> Any:
                         "or pass preserve='sparsity' or None."
                     )
             wrapper = QuantizeKernel(
-                inner, activation=activation, preserve=preserve, clusters=clusters
+                inner, activation=activation, preserve=preserve, clusters=clusters, shared=shared
             )
             wrapper.build(layer.get_build_config()["input_shape"])
             if preserve is not None:
-                wrapper.initialize_preserved()
+                wrapper.initialize_preserved(source, scale)
             replace[id(layer)] = wrapper
         elif isinstance(layer, OUTPUT_LAYERS):
             own = _activation_of(layer)

@@ -130,7 +130,12 @@ class QuantizeKernel(keras.layers.Wrapper):
             ReLU layer) applied.
         preserve: None, ``"sparsity"``, ``"clusters"`` or ``"both"``: keep the
             kernel's zeros and/or its shared values per output channel.
-        clusters: Integer. With ``preserve`` clusters: values per channel.
+        clusters: Integer. With ``preserve`` clusters: the number of shared values.
+        shared: Boolean. With ``preserve`` clusters: one set of values for the
+            whole kernel (it was clustered per kernel), else one per output
+            channel (per-channel clustering). A folded BatchNormalization's
+            per-channel scale multiplies the shared values, so the int8 file
+            (per-channel scales) keeps one grid of N values for the kernel.
         **kwargs: Layer arguments.
 
     Returns:
@@ -150,6 +155,7 @@ class QuantizeKernel(keras.layers.Wrapper):
         activation: str = "linear",
         preserve: str | None = None,
         clusters: int = 0,
+        shared: bool = True,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("name", layer.name)
@@ -157,6 +163,7 @@ class QuantizeKernel(keras.layers.Wrapper):
         self.activation = activation
         self.preserve = preserve
         self.clusters = int(clusters)
+        self.shared = bool(shared)
 
     # Kernel layout: per-channel fake quant works on the last axis.
     def _channels_last(self, w: Any) -> Any:
@@ -181,12 +188,17 @@ class QuantizeKernel(keras.layers.Wrapper):
             )
         if self.preserve in ("clusters", "both"):
             self.centroids = self.add_weight(
-                name="centroids", shape=(channels, self.clusters), initializer="zeros"
+                name="centroids",
+                shape=(1 if self.shared else channels, self.clusters),
+                initializer="zeros",
             )
             self.cluster_indices = keras.Variable(
                 np.zeros(self._channels_last_shape(shape), "int32"),
                 trainable=False,
                 name="cluster_indices",
+            )
+            self.channel_scale = keras.Variable(
+                np.ones((channels,), "float32"), trainable=False, name="channel_scale"
             )
         self.output_range = (
             _Range(self, "output") if self.activation not in PRE_QUANT_ACTIVATIONS else None
@@ -207,39 +219,57 @@ class QuantizeKernel(keras.layers.Wrapper):
     def _channels_last_shape(self, shape: tuple) -> tuple:
         return (*shape[:-2], shape[-2] * shape[-1]) if self._is_depthwise else shape
 
-    def initialize_preserved(self) -> None:
-        """Record the kernel's zeros and shared values (from a pruned/clustered model)."""
+    def initialize_preserved(
+        self, source: np.ndarray | None = None, channel_scale: np.ndarray | None = None
+    ) -> None:
+        """Record the kernel's zeros and shared values (from a pruned/clustered model).
+
+        Args:
+            source: The kernel before a BatchNormalization was folded into it
+                (None: the wrapped layer's kernel).
+            channel_scale: The folded BatchNormalization's scale per output
+                channel (None: ones).
+        """
         kernel = ops.convert_to_numpy(self.kernel_variable.value)
         if self.preserve in ("sparsity", "both"):
             self.sparsity_mask.assign((kernel != 0).astype("float32"))
-        if self.preserve in ("clusters", "both"):
-            rows = np.asarray(ops.convert_to_numpy(self._channels_last(kernel)))
-            rows = rows.reshape(-1, rows.shape[-1]).T  # (channels, weights)
-            centroids = np.zeros((rows.shape[0], self.clusters), "float32")
-            indices = np.zeros(rows.shape, "int32")
-            for c, row in enumerate(rows):
-                values = np.unique(row)
-                if values.size > self.clusters:
-                    raise ValueError(
-                        f"Layer {self.layer.name!r} has {values.size} distinct kernel values in "
-                        f"output channel {c}, more than the {self.clusters} clusters to "
-                        "preserve: cluster and strip the model before quantizing it with "
-                        "preserve='clusters'."
-                    )
-                centroids[c, : values.size] = values
-                centroids[c, values.size :] = values[-1]
-                indices[c] = np.searchsorted(values, row)
-            self.centroids.assign(centroids)
-            self.cluster_indices.assign(indices.T.reshape(self.cluster_indices.shape))
+        if self.preserve not in ("clusters", "both"):
+            return
+        source = kernel if source is None else np.asarray(source)
+        rows = np.asarray(ops.convert_to_numpy(self._channels_last(source)))
+        rows = rows.reshape(-1, rows.shape[-1]).T  # (channels, weights per channel)
+        groups = [rows.ravel()] if self.shared else list(rows)
+        centroids = np.zeros((len(groups), self.clusters), "float32")
+        for g, values in enumerate(np.unique(group) for group in groups):
+            if values.size > self.clusters:
+                raise ValueError(
+                    f"Layer {self.layer.name!r} has {values.size} distinct kernel values "
+                    f"{'in its kernel' if self.shared else f'in output channel {g}'}, more "
+                    f"than the {self.clusters} clusters to preserve: cluster and strip the "
+                    "model before quantizing it with preserve='clusters'."
+                )
+            centroids[g, : values.size] = values
+            centroids[g, values.size :] = values[-1]
+        indices = np.stack(
+            [np.searchsorted(centroids[0 if self.shared else c], row) for c, row in enumerate(rows)]
+        )
+        self.centroids.assign(centroids)
+        self.cluster_indices.assign(indices.T.reshape(self.cluster_indices.shape).astype("int32"))
+        if channel_scale is not None:
+            self.channel_scale.assign(np.asarray(channel_scale, "float32").ravel())
 
     def effective_kernel(self) -> Any:
         """The float kernel before fake quantization (zeros and shared values kept)."""
         kernel = tf.convert_to_tensor(self.kernel_variable.value)
         if self.preserve in ("clusters", "both"):
-            flat = ops.reshape(self.cluster_indices.value, (-1, self.centroids.shape[0]))
-            values = ops.take_along_axis(
-                ops.transpose(self.centroids.value), flat, axis=0
-            )  # (weights, channels)
+            channels = int(self.channel_scale.shape[0])
+            flat = ops.reshape(self.cluster_indices.value, (-1, channels))  # (weights, channels)
+            table = ops.transpose(self.centroids.value)  # (clusters, 1 or channels)
+            if self.shared:
+                values = ops.take(table[:, 0], flat)
+            else:
+                values = ops.take_along_axis(table, flat, axis=0)
+            values = values * self.channel_scale.value
             clustered = ops.reshape(values, tuple(self.kernel_variable.shape))
             kernel = clustered + (kernel - ops.stop_gradient(kernel))
         if self.preserve in ("sparsity", "both"):
@@ -251,7 +281,14 @@ class QuantizeKernel(keras.layers.Wrapper):
         rows = self._channels_last(kernel)
         if training:
             axes = None if self._per_tensor else tuple(range(len(rows.shape) - 1))
-            bound = ops.maximum(ops.max(ops.abs(ops.stop_gradient(rows)), axis=axes), 1e-8)
+            if self.preserve in ("clusters", "both") and self.shared and not self._per_tensor:
+                # One grid for the whole kernel: each channel's range is the shared values'
+                # range times its folded scale, so every channel's int8 values are the same N.
+                shared_max = ops.max(ops.abs(ops.stop_gradient(self.centroids.value)))
+                bound = shared_max * ops.abs(self.channel_scale.value)
+            else:
+                bound = ops.max(ops.abs(ops.stop_gradient(rows)), axis=axes)
+            bound = ops.maximum(bound, 1e-8)
             self.kernel_min.assign(-bound)
             self.kernel_max.assign(bound)
         fake_quant = (
@@ -277,7 +314,12 @@ class QuantizeKernel(keras.layers.Wrapper):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(activation=self.activation, preserve=self.preserve, clusters=self.clusters)
+        config.update(
+            activation=self.activation,
+            preserve=self.preserve,
+            clusters=self.clusters,
+            shared=self.shared,
+        )
         return config
 
     def compressed_values(self) -> dict[str, Any]:
