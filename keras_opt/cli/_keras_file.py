@@ -1,44 +1,27 @@
-"""Read a ``.keras`` file without TensorFlow, and move a Keras 3 file to tf_keras.
+"""Read a ``.keras`` file without TensorFlow: which flavor wrote it, is it sound, its loss.
 
 A ``.keras`` file is a zip archive holding ``metadata.json`` (the Keras
 version that saved it), ``config.json`` and ``model.weights.h5``. Keras 3 and
-tf_keras 2.21 cannot load each other's files: the model classes live in
-different modules, Keras 3 writes dtype policies as objects, ``batch_shape``
-instead of ``batch_input_shape`` and a new ``inbound_nodes`` format. The
-weights file has the same layout in both (``layers/<name>/vars/<i>``), so
-`keras3_to_tf_keras` rewrites the config for tf_keras and keeps the weights:
-built-in layers come across unchanged; custom layers do not.
+tf_keras 2.21 cannot load each other's files, so the CLI reads the version
+before TensorFlow loads and picks the flavor that wrote the file.
 
 Example:
-    >>> from keras_opt.cli._keras_file import translate_config
-    >>> layer = {"class_name": "Add", "config": {"name": "add", "dtype": {
-    ...     "class_name": "DTypePolicy", "config": {"name": "float32"}}},
-    ...     "inbound_nodes": [{"args": [[
-    ...         {"class_name": "__keras_tensor__", "config": {"keras_history": ["a", 0, 0]}},
-    ...         {"class_name": "__keras_tensor__", "config": {"keras_history": ["b", 0, 0]}},
-    ...     ]], "kwargs": {}}]}
-    >>> out = translate_config(layer)
-    >>> out["config"]["dtype"], out["inbound_nodes"]
-    ('float32', [[['a', 0, 0, {}], ['b', 0, 0, {}]]])
+    >>> import json, tempfile, zipfile
+    >>> with tempfile.NamedTemporaryFile(suffix=".keras") as f:
+    ...     with zipfile.ZipFile(f.name, "w") as z:
+    ...         z.writestr("metadata.json", json.dumps({"keras_version": "2.21.0"}))
+    ...         z.writestr("config.json", "{}")
+    ...     saved_flavor(f.name)
+    'tf_keras'
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from typing import Any
 
-__all__ = [
-    "saved_flavor",
-    "keras_file_problem",
-    "compile_config",
-    "translate_config",
-    "keras3_to_tf_keras",
-]
-
-_MODEL_CLASSES = ("Functional", "Sequential", "Model")
+__all__ = ["saved_flavor", "keras_file_problem", "model_config", "compile_config"]
 
 
 def _read_json(path: str, member: str) -> dict[str, Any]:
@@ -116,145 +99,17 @@ def keras_file_problem(path: str) -> str | None:
     return None
 
 
-def compile_config(path: str) -> dict[str, Any]:
-    """The ``compile_config`` saved in a ``.keras`` file (empty when it was not compiled)."""
+def model_config(path: str) -> dict[str, Any]:
+    """The model's ``config.json`` (empty when it cannot be read)."""
     try:
-        return dict(_read_json(path, "config.json").get("compile_config") or {})
+        return _read_json(path, "config.json")
     except (zipfile.BadZipFile, OSError, ValueError, KeyError):
         return {}
 
 
-def _tensors(value: Any) -> list[list[Any]]:
-    """``keras_history`` of every Keras tensor in a node's args, in order."""
-    if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
-        return [list(value["config"]["keras_history"])]
-    if isinstance(value, (list, tuple)):
-        return [h for v in value for h in _tensors(v)]
-    return []
-
-
-def _node(node: Any) -> Any:
-    if not isinstance(node, dict):  # already in the tf_keras format
-        return node
-    kwargs = {k: v for k, v in node.get("kwargs", {}).items() if v is not None}
-    if _tensors(kwargs):
-        raise ValueError("a layer is called with a tensor keyword argument")
-    return [[*h, kwargs] for h in _tensors(node.get("args", []))]
-
-
-def translate_config(obj: dict[str, Any], accepted: Any = None) -> dict[str, Any]:
-    """Rewrite one serialized Keras 3 layer or model (recursively) for tf_keras.
-
-    Args:
-        obj: Dict. A serialized layer, model, initializer ... (``class_name``, ``config``).
-        accepted: Callable ``(module, class_name) -> set of argument names or None``;
-            when given, config keys outside the set are dropped (Keras 3 additions).
-
-    Returns:
-        The rewritten dict (the input is not modified).
-    """
-    obj = dict(obj)
-    name = obj.get("class_name")
-    cfg = obj.get("config")
-    if not isinstance(cfg, dict):
-        return obj
-    cfg = {
-        k: translate_config(v, accepted) if isinstance(v, dict) and "class_name" in v else v
-        for k, v in cfg.items()
-    }
-    if name in _MODEL_CLASSES:
-        obj["module"] = "keras" if name == "Sequential" else "tf_keras.src.engine.functional"
-        obj["registered_name"] = None if name == "Sequential" else name
-        for key in ("input_layers", "output_layers"):
-            if cfg.get(key) and isinstance(cfg[key][0], str):
-                cfg[key] = [cfg[key]]
-        if "layers" in cfg:
-            cfg["layers"] = [translate_config(layer, accepted) for layer in cfg["layers"]]
-    dtype = cfg.get("dtype")
-    if isinstance(dtype, dict):
-        cfg["dtype"] = (dtype.get("config") or {}).get("name", "float32")
-    if name == "InputLayer" and "batch_shape" in cfg:
-        cfg["batch_input_shape"] = cfg.pop("batch_shape")
-    known = accepted(obj.get("module"), name) if accepted and name not in _MODEL_CLASSES else None
-    if known is not None:
-        cfg = {k: v for k, v in cfg.items() if k in known}
-    obj["config"] = cfg
-    if "inbound_nodes" in obj:
-        obj["inbound_nodes"] = [_node(n) for n in obj["inbound_nodes"]]
-    return obj
-
-
-_LAYER_KWARGS = {
-    "name",
-    "trainable",
-    "dtype",
-    "dynamic",
-    "input_dim",
-    "input_shape",
-    "batch_input_shape",
-    "batch_size",
-    "weights",
-    "activity_regularizer",
-    "autocast",
-    "implementation",
-}
-
-
-def _tf_keras_arguments(module: str | None, class_name: str | None) -> set[str] | None:
-    """Argument names tf_keras's class of that name accepts (None: unknown, keep all)."""
-    import inspect
-
-    import tf_keras
-
-    namespace = {
-        "keras.layers": tf_keras.layers,
-        "keras.initializers": tf_keras.initializers,
-        "keras.regularizers": tf_keras.regularizers,
-        "keras.constraints": tf_keras.constraints,
-    }.get(module or "")
-    cls = getattr(namespace, class_name or "", None) if namespace is not None else None
-    if not isinstance(cls, type):
-        return None
-    names = set(_LAYER_KWARGS) if module == "keras.layers" else set()
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        params = inspect.signature(init).parameters.values()
-        names |= {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
-        if not any(p.kind == p.VAR_KEYWORD for p in params):
-            break
-    return names - {"self"}
-
-
-def keras3_to_tf_keras(path: str, safe_mode: bool = True) -> Any:
-    """Load a ``.keras`` file saved by Keras 3 as a tf_keras model (same weights).
-
-    Arguments tf_keras's built-in layers and initializers do not take (Keras 3
-    additions such as ``quantization_config`` or ``input_axes``) are dropped.
-
-    Args:
-        path: String. The ``.keras`` file.
-        safe_mode: Boolean. Passed to ``tf_keras.models.load_model``.
-
-    Returns:
-        A tf_keras model (not compiled).
-
-    Raises:
-        ValueError, TypeError: when the model uses layers or call patterns tf_keras
-            cannot rebuild (custom layers, tensors as keyword arguments).
-    """
-    import tf_keras
-
-    config = translate_config(_read_json(path, "config.json"), _tf_keras_arguments)
-    config.pop("compile_config", None)
-    with zipfile.ZipFile(path) as z:
-        weights = z.read("model.weights.h5")
-    meta = {"keras_version": tf_keras.__version__, "date_saved": "translated from Keras 3"}
-    with tempfile.TemporaryDirectory() as tmp:
-        target = os.path.join(tmp, os.path.basename(path))
-        with zipfile.ZipFile(target, "w") as z:
-            z.writestr("metadata.json", json.dumps(meta))
-            z.writestr("config.json", json.dumps(config))
-            z.writestr("model.weights.h5", weights)
-        return tf_keras.models.load_model(target, compile=False, safe_mode=safe_mode)
+def compile_config(path: str) -> dict[str, Any]:
+    """The ``compile_config`` saved in a ``.keras`` file (empty when it was not compiled)."""
+    try:
+        return dict(model_config(path).get("compile_config") or {})
+    except (TypeError, ValueError):
+        return {}

@@ -1,7 +1,9 @@
 """The steps of ``keras-opt optimize``, run once the Keras flavor is chosen.
 
-Load and check, fine-tune with the recipe (optionally searched with
-KerasTuner), export baseline and compressed models, print the table.
+Load and check, fine-tune with the recipe through
+`keras_opt.optimization.collaborative` (one-cycle LR and a progress bar as its
+callbacks; optionally searched with KerasTuner), export baseline and
+compressed models, print the table.
 """
 
 from __future__ import annotations
@@ -15,45 +17,76 @@ import numpy as np
 from keras_opt.cli import CLIError
 from keras_opt.cli._quiet import redirect_fds
 
-STAGES: dict[str, tuple[str, ...]] = {
-    "none": (),
-    "prune": ("prune",),
-    "cluster": ("cluster",),
-    "qat": ("quantize",),
-    "pqat": ("prune", "quantize"),
-    "cqat": ("cluster", "quantize"),
-    "pcqat": ("prune", "cluster", "quantize"),
+#: The CLI's recipe names -> `keras_opt.optimization.collaborative` recipes.
+COLLABORATIVE_RECIPE = {
+    "prune": "prune",
+    "cluster": "cluster",
+    "qat": "quantize",
+    "pqat": "pqat",
+    "cqat": "cqat",
+    "pcqat": "pcqat",
 }
-_PRESERVE = {
-    (): None,
-    ("prune",): "sparsity",
-    ("cluster",): "clusters",
-    ("prune", "cluster"): "both",
-}
+
+
+def stages(recipe: str) -> tuple[str, ...]:
+    """The stages of a CLI recipe, in order (``()`` for ``none``)."""
+    from keras_opt.optimization.collaborative import stages_of
+
+    return () if recipe == "none" else stages_of(COLLABORATIVE_RECIPE[recipe])
+
+
+def _unregistered_classes(path: str) -> list[str]:
+    """Classes MODEL's config names that are neither built in nor registered in this process."""
+    from keras_opt.backend import keras
+    from keras_opt.cli._keras_file import model_config
+
+    lookup = keras.saving.get_registered_object
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            module, registered = value.get("module"), value.get("registered_name")
+            if (
+                isinstance(value.get("class_name"), str)
+                and isinstance(registered, str)
+                and not str(module or "keras").startswith(("keras", "tf_keras", "builtins"))
+                and lookup(registered) is None
+                and value["class_name"] not in found
+            ):
+                found.append(value["class_name"])
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(model_config(path))
+    return found
 
 
 def load(path: str, unsafe: bool, saved: str | None) -> Any:
-    """Load MODEL in the flavor in use, rebuilding a Keras 3 file for tf_keras."""
+    """Load MODEL with the flavor that saved it (`optimize.run` chose it before TF loaded)."""
     from keras_opt.backend import flavor
-    from keras_opt.cli._keras_file import keras3_to_tf_keras
     from keras_opt.cli.convert import load_model
 
-    if saved == "keras3" and flavor() == "tf_keras":
-        try:
-            return keras3_to_tf_keras(path, safe_mode=not unsafe)
-        except (ValueError, TypeError, KeyError) as err:
-            raise CLIError(
-                f"{path!r} was saved by Keras 3 and could not be rebuilt in tf_keras, which "
-                f"TFMOT needs ({str(err).splitlines()[0][:200]}). Save the model with tf_keras "
-                "(TF_USE_LEGACY_KERAS=1) or use --recipe none."
-            ) from None
-    if saved == "tf_keras" and flavor() == "keras3":
+    if saved is not None and saved != flavor():
+        wrote = "Keras 3" if saved == "keras3" else "tf_keras (Keras 2)"
         raise CLIError(
-            f"{path!r} was saved by tf_keras (Keras 2), which Keras 3 cannot load, and this "
-            "process already runs Keras 3. Run keras-opt in a fresh process or set "
-            "TF_USE_LEGACY_KERAS=1."
+            f"{path!r} was saved by {wrote}, which the {flavor()} flavor this process already "
+            "runs cannot load. Run keras-opt in a fresh process: it picks the file's flavor."
         )
-    return load_model(path, unsafe)
+    try:
+        return load_model(path, unsafe)
+    except CLIError:
+        unknown = _unregistered_classes(path) if saved is not None else []
+        if not unknown:
+            raise
+        names = ", ".join(repr(n) for n in unknown)
+        raise CLIError(
+            f"could not load {path!r}: it uses the custom class {names}, which no imported "
+            "module registers. Pass --import MODULE for the module that defines it with "
+            "@keras.saving.register_keras_serializable() (on PYTHONPATH or in the current folder)."
+        ) from None
 
 
 def load_data(path: str, specs: list, flag: str) -> tuple[list[np.ndarray], np.ndarray]:
@@ -90,55 +123,77 @@ def pick_loss(args: argparse.Namespace, model: Any, y: np.ndarray) -> str:
     raise CLIError("cannot infer the loss from MODEL and DATA: pass --loss (e.g. --loss mse).")
 
 
+class _Progress:
+    """Shared state of the per-stage progress callbacks: the bar, the stage, the last val_accuracy.
+
+    `collaborative` deep-copies the callbacks for every stage; each copy shares this.
+    """
+
+    def __init__(self, stages: tuple[str, ...], bar: Any) -> None:
+        self.stages, self.bar = stages, bar
+        self.stage = -1
+        self.val_accuracy = float("nan")
+
+
+def _progress_callback(state: _Progress) -> Any:
+    from keras_opt.backend import keras
+
+    class Progress(keras.callbacks.Callback):
+        """Moves the bar one step per epoch and records ``val_accuracy``."""
+
+        def __deepcopy__(self, memo: dict) -> Any:
+            return Progress()  # a fresh callback on the same shared state (the bar is not copied)
+
+        def on_train_begin(self, logs: Any = None) -> None:
+            state.stage += 1
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            state.val_accuracy = float((logs or {}).get("val_accuracy", float("nan")))
+            if state.bar is not None:
+                stage = state.stages[min(state.stage, len(state.stages) - 1)]
+                state.bar.set_postfix_str(f"{stage} val_acc={state.val_accuracy:.3f}")
+                state.bar.update(1)
+
+    return Progress()
+
+
 class Compressor:
-    """Fine-tunes copies of one model with a recipe's stages (prune -> cluster -> QAT)."""
+    """Fine-tunes one model with a recipe, through `keras_opt.optimization.collaborative`."""
 
     def __init__(self, model: Any, recipe: str, loss: str, args: argparse.Namespace) -> None:
-        self.model, self.stages, self.loss, self.args = model, STAGES[recipe], loss, args
+        self.model, self.recipe, self.loss, self.args = model, recipe, loss, args
+        self.stages = stages(recipe)
+        self.val_accuracy = float("nan")
 
     def __call__(
         self, train: tuple, val: tuple, sparsity: float, clusters: int, bar: Any = None
     ) -> Any:
-        """Return the fine-tuned model of the last stage (QAT wrappers kept)."""
+        """Return the model of the last stage (QAT wrappers kept, else stripped)."""
         import keras_opt.optimization as kopt
         from keras_opt.backend import keras
         from keras_opt.callbacks import LRScheduler
         from keras_opt.schedules import OneCycle
 
-        class Progress(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-                if bar is not None:
-                    bar.set_postfix_str(
-                        f"{stage} val_acc={(logs or {}).get('val_accuracy', 0):.3f}"
-                    )
-                    bar.update(1)
-
-        current = self.model
-        self.val_accuracy = float("nan")
-        for stage in self.stages:
-            if stage == "prune":
-                wrapped = kopt.prune(current, target_sparsity=sparsity)
-            elif stage == "cluster":
-                wrapped = kopt.cluster(current, clusters, preserve_sparsity="prune" in self.stages)
-            else:
-                preserve = _PRESERVE[self.stages[:-1]]
-                wrapped = kopt.quantize(current, preserve=preserve, skip_unsupported=True)
-            wrapped.compile(keras.optimizers.Adam(self.args.lr), self.loss, metrics=["accuracy"])
-            history = wrapped.fit(
+        state = _Progress(self.stages, bar)
+        try:
+            return kopt.collaborative(
+                self.model,
                 *train,
-                validation_data=val,
+                recipe=COLLABORATIVE_RECIPE[self.recipe],
+                target_sparsity=sparsity,
+                number_of_clusters=clusters,
                 epochs=self.args.epochs,
                 batch_size=self.args.batch_size,
-                callbacks=[
-                    *kopt.callbacks(wrapped),
-                    LRScheduler(OneCycle(self.args.lr)),
-                    Progress(),
-                ],
-                verbose=2,
+                validation_data=val,
+                optimizer=keras.optimizers.Adam(self.args.lr),
+                loss=self.loss,
+                metrics=["accuracy"],
+                skip_unsupported=True,
+                callbacks=[LRScheduler(OneCycle(self.args.lr)), _progress_callback(state)],
+                verbose=2,  # one line per epoch, into the log
             )
-            self.val_accuracy = float(history.history["val_accuracy"][-1])
-            current = wrapped if stage == "quantize" else kopt.strip(wrapped)
-        return current
+        finally:
+            self.val_accuracy = state.val_accuracy
 
 
 def search(compress: Compressor, train: tuple, val: tuple, out: str, term: Any) -> tuple:
@@ -149,7 +204,7 @@ def search(compress: Compressor, train: tuple, val: tuple, out: str, term: Any) 
     from keras_opt.backend import keras
     from keras_opt.tuning import RandomSearch, compression
 
-    args, stages = compress.args, compress.stages
+    args, recipe_stages = compress.args, compress.stages
     found: dict[tuple, tuple] = {}
     bar = tqdm(total=args.search, desc="search", unit="trial", file=term, disable=None)
 
@@ -157,9 +212,9 @@ def search(compress: Compressor, train: tuple, val: tuple, out: str, term: Any) 
         def build(self, hp: Any) -> Any:
             compression(
                 hp,
-                sparsity=(0.3, 0.9) if "prune" in stages else None,
-                clusters=(8, 16, 32) if "cluster" in stages else None,
-                qat="quantize" in stages,
+                sparsity=(0.3, 0.9) if "prune" in recipe_stages else None,
+                clusters=(8, 16, 32) if "cluster" in recipe_stages else None,
+                qat="quantize" in recipe_stages,
             )
             return keras.models.clone_model(compress.model)
 
@@ -276,7 +331,7 @@ def _steps(args: Any, name: str, out: str, log: str, saved: Any, term: Any, stdo
     def say(text: str) -> None:
         print(text, file=stdout, flush=True)
 
-    stages = STAGES[args.recipe]
+    recipe_stages = stages(args.recipe)
     say(f"keras-opt optimize: {args.model} ({args.recipe}) -> {out}/ (log: {log})")
     with redirect_fds(log):
         from keras_opt.backend import flavor
@@ -300,20 +355,20 @@ def _steps(args: Any, name: str, out: str, log: str, saved: Any, term: Any, stdo
         loss = pick_loss(args, model, y)
         exported: dict[str, Any] = {}
         compressed = None
-        if stages:
+        if recipe_stages:
             compress = Compressor(model, args.recipe, loss, args)
             if args.search:
                 say(
                     f"[2/3] searching {args.search} trial(s) of {args.recipe} settings (KerasTuner)"
                 )
                 compressed, sparsity, clusters = search(compress, train, val, out, term)
-                best = [f"target sparsity {sparsity:.2f}"] if "prune" in stages else []
-                best += [f"{clusters} clusters"] if "cluster" in stages else []
+                best = [f"target sparsity {sparsity:.2f}"] if "prune" in recipe_stages else []
+                best += [f"{clusters} clusters"] if "cluster" in recipe_stages else []
                 say(f"      best trial: {', '.join(best) or 'QAT (nothing to tune)'}")
             else:
-                say(f"[2/3] fine-tuning: {' -> '.join(stages)}, {args.epochs} epoch(s) each")
+                say(f"[2/3] fine-tuning: {' -> '.join(recipe_stages)}, {args.epochs} epoch(s) each")
                 bar = tqdm(
-                    total=args.epochs * len(stages),
+                    total=args.epochs * len(recipe_stages),
                     desc="fine-tune",
                     unit="epoch",
                     file=term,

@@ -2,20 +2,24 @@
 
 MODEL is a trained ``.keras`` file (safe mode unless --unsafe); DATA is an
 ``.npz`` with arrays named after the model inputs (or ``x``) and labels ``y``.
-The model is fine-tuned with the chosen recipe (TFMOT pruning, clustering,
-QAT or their collaborative chains, one-cycle LR), stripped, and both the
-baseline and the compressed model are exported to TFLite variants under
-OUT/baseline and OUT/<recipe>, each with report.md and manifest.json.
+The model is fine-tuned with the chosen recipe (pruning, clustering, QAT or
+their collaborative chains, one-cycle LR per stage), and both the baseline and
+the compressed model are exported to TFLite variants under OUT/baseline and
+OUT/<recipe>, each with report.md and manifest.json; OUT/<recipe> also holds
+the stripped model as a .keras file.
 
-TFMOT needs tf_keras: for every recipe but ``none`` the command switches to it
-(TF_USE_LEGACY_KERAS=1) and rebuilds a ``.keras`` file saved by Keras 3 from
-its config and weights (built-in layers only; save custom-layer models with
-tf_keras). TensorFlow and converter output goes to OUT/optimize.log.
+MODEL loads in the Keras flavor that saved it: a Keras 3 file is compressed
+by keras_opt's native engine, a tf_keras file (TF_USE_LEGACY_KERAS=1) by TFMOT.
+Custom layers load once their module is imported: pass --import MODULE (the
+module that registers them with keras.saving.register_keras_serializable, on
+PYTHONPATH or in the current folder). TensorFlow and converter output goes to
+OUT/optimize.log.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import traceback
@@ -67,6 +71,15 @@ def register(sub: Any) -> None:
         help="variant: a process per conversion; export: one for all (default); none: in-process",
     )
     p.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE before loading MODEL, e.g. the module that registers your custom "
+        "layers (repeatable; found on PYTHONPATH or in the current folder)",
+    )
+    p.add_argument(
         "--unsafe",
         action="store_true",
         help="allow Lambda layers / arbitrary code in MODEL (only for files you trust)",
@@ -97,34 +110,48 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def _choose_flavor(args: argparse.Namespace) -> str | None:
-    """Pick the Keras flavor before TensorFlow loads; returns the flavor that saved MODEL."""
+    """Pick the flavor that saved MODEL, before TensorFlow loads; returns it (None: unknown).
+
+    In a process that already imported TensorFlow the flavor is fixed: `load` then
+    refuses a file of the other flavor with one message.
+    """
     from keras_opt.cli import CLIError
     from keras_opt.cli._keras_file import saved_flavor
 
-    saved = None
-    if args.model.endswith(".keras") or os.path.isfile(args.model):
-        saved = saved_flavor(args.model)
-        if saved is None:
-            raise CLIError(
-                f"MODEL {args.model!r} is not a Keras model: a .keras file is a zip archive "
-                "holding config.json (save one with `model.save('model.keras')`)."
-            )
-    wanted = "tf_keras" if args.recipe != "none" else saved
-    if wanted is None:
-        return saved
-    if "tensorflow" not in sys.modules and "keras_opt.backend" not in sys.modules:
-        os.environ["TF_USE_LEGACY_KERAS"] = "1" if wanted == "tf_keras" else "0"
-        return saved
-    from keras_opt.backend import flavor
-
-    if args.recipe != "none" and flavor() != "tf_keras":
+    if not (args.model.endswith(".keras") or os.path.isfile(args.model)):
+        return None  # a SavedModel folder: the flavor in use loads it
+    saved = saved_flavor(args.model)
+    if saved is None:
         raise CLIError(
-            f"--recipe {args.recipe} uses TFMOT, which needs the tf_keras flavor, but TensorFlow "
-            "was already imported with Keras 3 in this process. Run `keras-opt optimize` in a "
-            "fresh process (it switches by itself), or set TF_USE_LEGACY_KERAS=1 before "
-            "importing TensorFlow."
+            f"MODEL {args.model!r} is not a Keras model: a .keras file is a zip archive "
+            "holding config.json (save one with `model.save('model.keras')`)."
         )
+    if "tensorflow" not in sys.modules and "keras_opt.backend" not in sys.modules:
+        os.environ["TF_USE_LEGACY_KERAS"] = "1" if saved == "tf_keras" else "0"
     return saved
+
+
+def _import_modules(names: list[str]) -> None:
+    """Import the ``--import`` modules (custom layers register themselves on import)."""
+    from keras_opt.cli import CLIError
+
+    if names and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())  # as `python -m keras_opt` would see it
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as err:  # noqa: BLE001 - the user's code may raise anything
+            missing = getattr(err, "name", None) if isinstance(err, ModuleNotFoundError) else None
+            hint = ""
+            if missing is not None and (name + ".").startswith(missing + "."):  # not a dependency
+                hint = (
+                    " Pass a module name (`my_layers` for my_layers.py) whose folder is on "
+                    "PYTHONPATH or is the current folder."
+                )
+            first = (str(err).splitlines() or [""])[0][:300].rstrip(".")
+            raise CLIError(
+                f"--import {name!r} failed: {type(err).__name__}: {first}.{hint}"
+            ) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -134,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
     _check_args(args)
     saved = _choose_flavor(args)
     quiet_tensorflow()
+    _import_modules(args.imports)
     name = os.path.splitext(os.path.basename(os.path.normpath(args.model)))[0]
     out = args.out or os.path.join("tflite_models", name)
     try:

@@ -1,7 +1,8 @@
 """`keras-opt demo` end to end, and its HTML report rendered in headless Chromium.
 
-The demo always runs under tf_keras (TFMOT's PCQAT needs it), so it runs once,
-in the tf_keras session of the suite.
+The demo runs in the flavor of the session: in the Keras 3 session with no
+``TF_USE_LEGACY_KERAS`` at all (the default a user gets: native engine), in the
+tf_keras session with ``TF_USE_LEGACY_KERAS=1`` (TFMOT).
 """
 
 from __future__ import annotations
@@ -16,14 +17,21 @@ import sys
 import numpy as np
 import pytest
 
+from keras_opt.backend import flavor
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-pytestmark = [pytest.mark.tf_keras_only, pytest.mark.slow]
+# The demo's fixture runs it whole (a few minutes on 2 busy cores): more than the default 300 s.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+ENGINE = {"keras3": "keras_opt native engine (Keras 3)", "tf_keras": "TFMOT"}
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "digits"
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    if flavor() == "tf_keras":
+        env["TF_USE_LEGACY_KERAS"] = "1"
     proc = subprocess.run(
         [
             sys.executable,
@@ -53,6 +61,12 @@ def test_demo_walks_the_whole_road(demo):
     out, proc = demo
     for step in ("[1/5] LR range test", "[2/5] training", "[3/5] PCQAT", "[4/5] exporting"):
         assert step in proc.stdout
+    # It says which Keras and which compression engine ran, and shows each PCQAT stage.
+    assert ENGINE[flavor()] in proc.stdout.splitlines()[0]
+    for stage in ("prune", "cluster", "quantize"):
+        assert re.search(rf"^ +{stage} +loss [\d.]+ +val_acc [\d.]+", proc.stdout, re.M), stage
+    # keras_opt's own warnings (TrainingMonitor events) go to the log, not the terminal.
+    assert "TrainingMonitor:" not in proc.stdout + proc.stderr
     # Readable terminal: no TensorFlow/absl/converter chatter.
     for spam in ("absl::InitializeLog", "cudart_stub", "XNNPACK delegate", "fully_quantize"):
         assert spam not in proc.stdout + proc.stderr
@@ -66,10 +80,23 @@ def test_demo_writes_measured_reports(demo):
     for name in ("report.md", "manifest.json", "report.html", "lr_finder.png"):
         assert (out / name).stat().st_size > 0, name
     manifest = json.loads((out / "manifest.json").read_text())
+    facts = manifest["summary"]
+    if flavor() == "keras3":
+        assert facts["Keras flavor"].startswith("Keras 3 (3.")
+        assert facts["Compression engine"] == ENGINE["keras3"]
+    else:
+        assert facts["Keras flavor"].startswith("tf_keras 2.")
+        assert facts["Compression engine"].startswith("TFMOT 0.")
+    assert facts["PCQAT kernel sparsity (read from the weights)"] == "50.0%"
+    assert facts["PCQAT max unique values per output channel"] <= 16
     rows = manifest["rows"]
     assert {r["model"] for r in rows} == {"baseline", "pcqat"}
-    assert len(rows) == 12  # every variant of both models
-    ok = {(r["model"], r["variant"]): r for r in rows if not r["error"]}
+    assert len(rows) == 12  # every variant of both models, converted or left out
+    # Export leaves some variants out for a QAT model (int16x8: trained int8 ranges), with why.
+    left_out = [r for r in rows if r.get("left_out")]
+    assert {r["model"] for r in left_out} <= {"pcqat"}
+    assert all("quantization-aware" in r["left_out"] for r in left_out)
+    ok = {(r["model"], r["variant"]): r for r in rows if not (r["error"] or r.get("left_out"))}
     assert ("baseline", "int8") in ok
     assert ("pcqat", "int8") in ok
     for (model, variant), row in ok.items():
@@ -117,7 +144,7 @@ def test_html_report_renders_in_headless_chromium(demo, tmp_path):
     assert dom.returncode == 0, dom.stderr[-2000:]
     page = dom.stdout
     assert "<title>keras-opt demo: digits</title>" in page
-    assert len(re.findall(r"<tr[ >]", page)) == 13  # header + 12 variants
+    assert len(re.findall(r"<tr[ >]", page)) == 13  # header + 12 variants (or why left out)
     images = re.findall(r'<img alt="[^"]+" src="data:image/png;base64,', page)
     assert len(images) >= 3  # comparison plot, LR finder, training curves: inline
     shot = tmp_path / "shot.png"

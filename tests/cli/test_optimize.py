@@ -1,7 +1,8 @@
-"""keras-opt optimize: flavor switching, bad input (exit 2), the whole road in a subprocess."""
+"""keras-opt optimize: the file's flavor, --import, bad input (exit 2), the whole road."""
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import os
@@ -14,7 +15,7 @@ import h5py
 import numpy as np
 import pytest
 
-from keras_opt.backend import flavor
+from keras_opt.backend import flavor, keras
 from keras_opt.cli import main
 from keras_opt.cli.optimize import RECIPES
 from keras_opt.tflite.report import table_rows
@@ -39,15 +40,20 @@ def saved(digits, tmp_path_factory):
     return folder, path
 
 
-def _run(args, tmp_path, **env):
+def _run(args, tmp_path, pythonpath=(), **env):
     return subprocess.run(
         [sys.executable, "-m", "keras_opt", "optimize", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
         timeout=280,
-        env={**os.environ, "PYTHONPATH": ROOT, **env},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, *map(str, pythonpath)]), **env},
     )
+
+
+def _other_flavor_env() -> str:
+    """TF_USE_LEGACY_KERAS naming the flavor the session's files were NOT saved with."""
+    return "1" if flavor() == "keras3" else "0"
 
 
 def _kernel_sparsity(keras_file: str) -> float:
@@ -139,26 +145,35 @@ def test_optimize_bad_numbers_exit_2(saved, flag, value, rule, capsys):
     )
 
 
-@pytest.mark.keras3_only
-def test_optimize_tfmot_recipe_in_a_keras3_process_gives_the_flavor_error(saved, capsys):
-    folder, path = saved
-    assert main(["optimize", path, "--data", str(folder / "train.npz"), "--recipe", "prune"]) == 2
+def test_optimize_file_of_the_other_flavor_in_a_running_process_exits_2(saved, tmp_path, capsys):
+    """Once TensorFlow is imported the flavor is fixed: a file of the other one gets one message."""
+    folder, _ = saved
+    other = tmp_path / "other.keras"
+    version = "2.21.0" if flavor() == "keras3" else "3.15.0"
+    with zipfile.ZipFile(other, "w") as z:
+        z.writestr("metadata.json", json.dumps({"keras_version": version}))
+        z.writestr("config.json", "{}")
+        z.writestr("model.weights.h5", b"")
+    out = tmp_path / "out"
+    args = [str(other), "--data", str(folder / "train.npz"), "--recipe", "prune", "--out", str(out)]
+    assert main(["optimize", *args]) == 2
     err = capsys.readouterr().err
-    assert "--recipe prune uses TFMOT, which needs the tf_keras flavor" in err
-    assert "TF_USE_LEGACY_KERAS=1" in err
+    wrote = "tf_keras (Keras 2)" if flavor() == "keras3" else "Keras 3"
+    assert f"was saved by {wrote}, which the {flavor()} flavor this process already runs" in err
+    assert "Run keras-opt in a fresh process" in err
 
 
-@pytest.mark.keras3_only
-def test_optimize_prunes_a_keras3_model_in_a_fresh_process(saved, tmp_path):
-    """A Keras 3 file is rebuilt in tf_keras, pruned to 50%, exported, tabulated."""
+def test_optimize_prunes_a_model_in_the_flavor_that_saved_it(saved, tmp_path):
+    """The file picks the flavor, not TF_USE_LEGACY_KERAS: a Keras 3 file is pruned by the
+    native engine, a tf_keras file by TFMOT; 50% zeros, exported, tabulated."""
     folder, path = saved
     out = tmp_path / "out"
     args = [path, "--data", str(folder / "train.npz"), "--val-data", str(folder / "val.npz")]
     args += ["--recipe", "prune", "--target-sparsity", "0.5", "--epochs", "1"]
     args += ["--variants", "float32,int8", "--isolation", "none", "--out", str(out)]
-    proc = _run(args, tmp_path, TF_USE_LEGACY_KERAS="0")
+    proc = _run(args, tmp_path, TF_USE_LEGACY_KERAS=_other_flavor_env())
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    assert "loading MODEL (tf_keras)" in proc.stdout
+    assert f"loading MODEL ({flavor()})" in proc.stdout
     rows = [r.split() for r in proc.stdout.splitlines() if r.startswith("res_cnn ")]
     rows = [r for r in rows if len(r) >= 6]
     assert [(r[0], r[-5]) for r in rows if r[1] != "prune"] == [
@@ -235,3 +250,109 @@ def test_optimize_search_picks_the_clusters_with_keras_tuner(saved, tmp_path):
         )
     assert kernels
     assert max(len(np.unique(k)) for k in kernels) <= clusters
+
+
+SCALE_MODULE = '''"""A user's module with one custom layer, registered for .keras loading."""
+import keras
+
+
+@keras.saving.register_keras_serializable(package="kopt_test")
+class Scale(keras.layers.Layer):
+    """Multiplies its input by one learned scalar."""
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(), initializer="ones", name="scale")
+
+    def call(self, x):
+        return x * self.scale
+'''
+
+
+@pytest.fixture(scope="module")
+def custom_saved(digits, tmp_path_factory):
+    """A Keras 3 CNN with a registered custom layer ``Scale``, saved; the module is in
+    ``folder`` and is NOT left imported or registered in this process."""
+    x, y, _, _ = digits
+    folder = tmp_path_factory.mktemp("custom")
+    (folder / "kopt_scale_layers.py").write_text(SCALE_MODULE)
+    sys.path.insert(0, str(folder))
+    try:
+        scale_layers = importlib.import_module("kopt_scale_layers")
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((8, 8, 1), name="image")
+        h = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv")(inputs)
+        h = scale_layers.Scale(name="scale")(h)
+        h = keras.layers.Flatten(name="flatten")(keras.layers.MaxPooling2D(name="pool")(h))
+        outputs = keras.layers.Dense(10, activation="softmax", name="head")(h)
+        model = compile_classifier(keras.Model(inputs, outputs, name="custom_cnn"))
+        model.fit(x[:300], y[:300], epochs=2, batch_size=32, verbose=0)
+        path = str(folder / "custom_cnn.keras")
+        model.save(path)
+    finally:
+        sys.path.remove(str(folder))
+        sys.modules.pop("kopt_scale_layers", None)
+        keras.saving.get_custom_objects().pop("kopt_test>Scale", None)
+    return folder, path
+
+
+@pytest.mark.keras3_only
+def test_optimize_compresses_a_keras3_model_with_a_custom_layer_given_import(
+    saved, custom_saved, tmp_path
+):
+    """--import loads the user's layer; PCQAT runs natively, the custom layer stays float."""
+    data, _ = saved
+    folder, path = custom_saved
+    out = tmp_path / "out"
+    args = [path, "--import", "kopt_scale_layers", "--data", str(data / "train.npz")]
+    args += ["--val-data", str(data / "val.npz"), "--recipe", "pcqat", "--epochs", "1"]
+    args += ["--variants", "int8", "--isolation", "none", "--out", str(out)]
+    proc = _run(args, tmp_path, pythonpath=[folder], TF_USE_LEGACY_KERAS="1")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "loading MODEL (keras3)" in proc.stdout
+    assert "fine-tuning: prune -> cluster -> quantize, 1 epoch(s) each" in proc.stdout
+    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("custom_cnn ")]
+    rows = [r for r in rows if len(r) >= 6]  # table rows, not "custom_cnn pcqat: report ..."
+    assert [r[:-5] for r in rows] == [["custom_cnn"], ["custom_cnn", "pcqat"]]
+    assert all(0.0 <= float(r[-1]) <= 1.0 for r in rows)
+    manifest = json.loads((out / "pcqat" / "manifest.json").read_text())
+    assert [r["name"] for r in table_rows(manifest) if not r["error"]] == ["int8"]
+    assert (out / "pcqat" / "custom_cnn_pcqat.keras").exists()
+
+
+@pytest.mark.keras3_only
+def test_optimize_custom_layer_without_import_names_the_class_and_the_flag(
+    saved, custom_saved, tmp_path, capsys
+):
+    data, _ = saved
+    _, path = custom_saved
+    args = [path, "--data", str(data / "train.npz"), "--recipe", "none", "--out", str(tmp_path)]
+    assert main(["optimize", *args]) == 2
+    err = capsys.readouterr().err
+    assert "uses the custom class 'Scale', which no imported module registers" in err
+    assert "Pass --import MODULE" in err
+
+
+@pytest.mark.parametrize(
+    ("module", "message"),
+    [
+        (
+            "kopt_no_such_module",
+            "--import 'kopt_no_such_module' failed: ModuleNotFoundError: No module named "
+            "'kopt_no_such_module'. Pass a module name",
+        ),
+        ("kopt_broken_layers", "--import 'kopt_broken_layers' failed: RuntimeError: boom."),
+    ],
+)
+def test_optimize_import_that_fails_names_the_module(
+    saved, module, message, tmp_path, monkeypatch, capsys
+):
+    folder, path = saved
+    (tmp_path / "kopt_broken_layers.py").write_text("raise RuntimeError('boom')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "out"
+    args = [path, "--import", module, "--data", str(folder / "train.npz"), "--out", str(out)]
+    assert main(["optimize", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists()  # nothing written before the imports succeed
