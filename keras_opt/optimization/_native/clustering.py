@@ -17,6 +17,7 @@ from keras import ops
 
 from keras_opt.backend import keras
 from keras_opt.optimization._native import kernels
+from keras_opt.optimization._native._wrapper import CompressionWrapper
 
 __all__ = ["ClusterWeights", "initial_centroids"]
 
@@ -59,7 +60,7 @@ def initial_centroids(values: np.ndarray, n: int, init: str, seed: int = 0) -> n
 
 
 @keras.saving.register_keras_serializable(package="keras_opt")
-class ClusterWeights(keras.layers.Wrapper):
+class ClusterWeights(CompressionWrapper):
     """Shares ``number_of_clusters`` values per kernel (or per output channel).
 
     Made by `keras_opt.optimization.cluster` under Keras 3; removed by
@@ -95,7 +96,6 @@ class ClusterWeights(keras.layers.Wrapper):
         preserve_sparsity: bool = False,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("name", layer.name)
         super().__init__(layer, **kwargs)
         self.number_of_clusters = int(number_of_clusters)
         self.init = init
@@ -178,9 +178,6 @@ class ClusterWeights(keras.layers.Wrapper):
         mapping = [(var, self._clustered(n, var)) for n, var in self._kernels.items()]
         with kernels.substitute(mapping):
             return self.layer(inputs, **kwargs)
-
-    def compute_output_shape(self, input_shape: Any) -> Any:
-        return self.layer.compute_output_shape(input_shape)
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -16,6 +16,7 @@ from keras import ops
 from keras_opt.backend import keras
 from keras_opt.optimization import _plan
 from keras_opt.optimization._native import kernels
+from keras_opt.optimization._native._wrapper import CompressionWrapper
 
 __all__ = ["PruneLowMagnitude"]
 
@@ -62,7 +63,7 @@ def _replica_local(name: str, shape: Any, initializer: str, dtype: Any) -> Any:
 
 
 @keras.saving.register_keras_serializable(package="keras_opt")
-class PruneLowMagnitude(keras.layers.Wrapper):
+class PruneLowMagnitude(CompressionWrapper):
     """Prunes the kernels of the wrapped layer by magnitude while it trains.
 
     Made by `keras_opt.optimization.prune` under Keras 3; removed by
@@ -88,7 +89,6 @@ class PruneLowMagnitude(keras.layers.Wrapper):
     compression_kind = "prune"
 
     def __init__(self, layer: Any, plan: dict, steps: dict | None = None, **kwargs: Any) -> None:
-        kwargs.setdefault("name", layer.name)
         super().__init__(layer, **kwargs)
         self.plan = _plan.PruningPlan.from_config(plan)
         self.steps = _plan.Steps(**steps) if steps else None
@@ -160,9 +160,6 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         mapping = [(var, var.value * self.masks[n].value) for n, var in self._kernels.items()]
         with kernels.substitute(mapping):
             return self.layer(inputs, **kwargs)
-
-    def compute_output_shape(self, input_shape: Any) -> Any:
-        return self.layer.compute_output_shape(input_shape)
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -25,6 +25,7 @@ from keras import ops
 
 from keras_opt.backend import keras
 from keras_opt.optimization._native import kernels
+from keras_opt.optimization._native._wrapper import CompressionWrapper
 
 __all__ = ["QuantizeKernel", "QuantizeOutput", "EMA_DECAY"]
 
@@ -67,7 +68,7 @@ class _Range:
 
 
 @keras.saving.register_keras_serializable(package="keras_opt")
-class QuantizeOutput(keras.layers.Wrapper):
+class QuantizeOutput(CompressionWrapper):
     """Runs a layer, then fake-quantizes its output per tensor (moving-average range).
 
     Args:
@@ -90,7 +91,6 @@ class QuantizeOutput(keras.layers.Wrapper):
     compression_kind = "quantize"
 
     def __init__(self, layer: Any, quantize_output: bool = True, **kwargs: Any) -> None:
-        kwargs.setdefault("name", layer.name)
         super().__init__(layer, **kwargs)
         self.quantize_output = bool(quantize_output)
 
@@ -105,9 +105,6 @@ class QuantizeOutput(keras.layers.Wrapper):
             outputs = self.output_range(outputs, training)
         return outputs
 
-    def compute_output_shape(self, input_shape: Any) -> Any:
-        return self.layer.compute_output_shape(input_shape)
-
     def get_config(self) -> dict:
         config = super().get_config()
         config.update(quantize_output=self.quantize_output)
@@ -115,7 +112,7 @@ class QuantizeOutput(keras.layers.Wrapper):
 
 
 @keras.saving.register_keras_serializable(package="keras_opt")
-class QuantizeKernel(keras.layers.Wrapper):
+class QuantizeKernel(CompressionWrapper):
     """Fake-quantizes a layer's kernel (8-bit, symmetric) and its output.
 
     Made by `keras_opt.optimization.quantize` under Keras 3. The wrapped layer
@@ -158,7 +155,6 @@ class QuantizeKernel(keras.layers.Wrapper):
         shared: bool = True,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("name", layer.name)
         super().__init__(layer, **kwargs)
         self.activation = activation
         self.preserve = preserve
@@ -308,9 +304,6 @@ class QuantizeKernel(keras.layers.Wrapper):
         if self.output_range is not None:
             outputs = self.output_range(outputs, training)
         return outputs
-
-    def compute_output_shape(self, input_shape: Any) -> Any:
-        return self.layer.compute_output_shape(input_shape)
 
     def get_config(self) -> dict:
         config = super().get_config()
