@@ -195,7 +195,8 @@ def _run(args: argparse.Namespace, out: str, logs: str) -> int:
     from keras_opt.optimization import collaborative, compression_summary, strip
     from keras_opt.schedules import OneCycle
     from keras_opt.tflite import export, write_comparison
-    from keras_opt.tflite.comparison import comparison_rows, format_rows
+    from keras_opt.tflite.comparison import comparison_rows, format_rows, recommend_comparison
+    from keras_opt.tflite.recommend import recommendation_lines
 
     keras_flavor, engine = _engine_facts(flavor())
     print(
@@ -320,6 +321,8 @@ def _run(args: argparse.Namespace, out: str, logs: str) -> int:
     paths = write_comparison(
         out, results, title="keras-opt demo: digits", summary=summary_facts, images=images
     )
+    print()
+    print("\n".join(recommendation_lines(recommend_comparison(results))))  # what to ship first
     print()
     print(format_rows(comparison_rows(results)))
     print()

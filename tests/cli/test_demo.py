@@ -70,8 +70,12 @@ def test_demo_walks_the_whole_road(demo):
     # Readable terminal: no TensorFlow/absl/converter chatter.
     for spam in ("absl::InitializeLog", "cudart_stub", "XNNPACK delegate", "fully_quantize"):
         assert spam not in proc.stdout + proc.stderr
-    # Ends with the table and says where the report is.
-    assert re.search(r"model\s+variant\s+size\s+gzipped\s+p50 ms\s+accuracy", proc.stdout)
+    # Closes with the recommendation first, then the table, and says where the report is.
+    ship = re.search(r"^Ship \S+/\S+", proc.stdout, re.M)
+    table = re.search(r"model\s+variant\s+size\s+gzipped\s+p50 ms\s+accuracy", proc.stdout)
+    assert ship, proc.stdout[-2000:]
+    assert table
+    assert ship.start() < table.start()
     assert f"Report: {out / 'report.html'}" in proc.stdout
 
 
