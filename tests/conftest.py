@@ -17,6 +17,20 @@ import pytest
 from keras_opt import backend
 from keras_opt.backend import keras
 
+_SESSION_FLAVOR_ENV = "1" if backend.is_tf_keras() else "0"
+
+
+@pytest.fixture(autouse=True)
+def _pin_flavor_for_subprocesses():
+    """Subprocesses inherit os.environ: keep TF_USE_LEGACY_KERAS at this session's flavor.
+
+    A full run once had two subprocess tests of the Keras 3 session start under tf_keras
+    (both pass alone), so the variable is pinned before and after every test.
+    """
+    os.environ[backend.LEGACY_ENV_VAR] = _SESSION_FLAVOR_ENV
+    yield
+    os.environ[backend.LEGACY_ENV_VAR] = _SESSION_FLAVOR_ENV
+
 
 def pytest_collection_modifyitems(config, items):
     other = "keras3_only" if backend.is_tf_keras() else "tf_keras_only"
