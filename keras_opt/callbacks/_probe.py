@@ -19,7 +19,7 @@ from typing import Any
 import tensorflow as tf
 
 from keras_opt import _validation as v
-from keras_opt._state import read_value, unique
+from keras_opt._state import unique
 from keras_opt.backend import is_tf_keras, keras
 
 
@@ -173,7 +173,3 @@ def run_intermediate(extractor: Any, x: Any, training: bool = True) -> list[Any]
     """Outputs of an `intermediate_model` as a list (one entry per layer)."""
     out = extractor(x, training=training)
     return list(out) if isinstance(out, (list, tuple)) else [out]
-
-
-# `gradient_monitor` reads values through this name; it is `keras_opt._state.read_value`.
-to_numpy = read_value

@@ -11,9 +11,12 @@ import numpy as np
 import tensorflow as tf
 
 from keras_opt import _validation as v
+from keras_opt._state import read_value
 from keras_opt.backend import is_tf_keras
 from keras_opt.callbacks import _probe
 from keras_opt.callbacks._base import Callback
+
+__all__ = ["GradientMonitor"]
 
 logger = logging.getLogger(__name__)
 
@@ -233,7 +236,7 @@ class GradientMonitor(Callback):
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch = epoch
         # One read per epoch: the step count survives initial_epoch and earlier fits.
-        self._base = int(_probe.to_numpy(self.model.optimizer.iterations))
+        self._base = int(read_value(self.model.optimizer.iterations))
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         step = self._base + batch
@@ -268,7 +271,7 @@ class GradientMonitor(Callback):
         record, self._pending = self._pending, None
         assert record is not None
         assert self._before is not None
-        delta, norm = (_probe.to_numpy(t) for t in self._ratio_fn(self._before))
+        delta, norm = (read_value(t) for t in self._ratio_fn(self._before))
         self._before = None
         ratios = {
             name: _ratio(float(delta[ids].sum()), float(norm[ids].sum()))
@@ -296,10 +299,10 @@ class GradientMonitor(Callback):
             (layer name -> norm of the concatenated gradients of its variables).
         """
         loss, squares = self._probe_fn(self._x, self._y, self._sw)
-        squares = _probe.to_numpy(squares).astype(np.float64)
+        squares = read_value(squares).astype(np.float64)
         layer_norms = {name: math.sqrt(float(squares[ids].sum())) for name, ids in self._groups}
         return {
-            "loss": float(_probe.to_numpy(loss)),
+            "loss": float(read_value(loss)),
             "grad_norm": math.sqrt(float(squares.sum())),
             "layer_norms": layer_norms,
         }

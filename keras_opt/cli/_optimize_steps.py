@@ -30,7 +30,7 @@ COLLABORATIVE_RECIPE = {
 
 def stages(recipe: str) -> tuple[str, ...]:
     """The stages of a CLI recipe, in order (``()`` for ``none``)."""
-    from keras_opt.optimization.collaborative import stages_of
+    from keras_opt.optimization._collaborative import stages_of
 
     return () if recipe == "none" else stages_of(COLLABORATIVE_RECIPE[recipe])
 
@@ -91,7 +91,7 @@ def load(path: str, unsafe: bool, saved: str | None) -> Any:
 
 def load_data(path: str, specs: list, flag: str) -> tuple[list[np.ndarray], np.ndarray]:
     """Read an ``.npz`` and check it against the model inputs; labels are required."""
-    from keras_opt.tflite.data import collect_inputs, load_npz
+    from keras_opt.tflite._data import collect_inputs, load_npz
 
     try:
         x, y = load_npz(path, specs)
@@ -260,7 +260,7 @@ def _fit_inputs(xs: list) -> Any:
 def _export(model: Any, folder: str, train: tuple, val: tuple, args: Any, log: str, term: Any):
     from tqdm.auto import tqdm
 
-    from keras_opt.tflite.export import export
+    from keras_opt.tflite import export
 
     chosen = args.variants.split(",")
     bar = tqdm(
@@ -335,8 +335,8 @@ def _steps(args: Any, name: str, out: str, log: str, saved: Any, term: Any, stdo
     say(f"keras-opt optimize: {args.model} ({args.recipe}) -> {out}/ (log: {log})")
     with redirect_fds(log):
         from keras_opt.backend import flavor
-        from keras_opt.tflite.data import input_specs
-        from keras_opt.tflite.variants import resolve_variants
+        from keras_opt.tflite._data import input_specs
+        from keras_opt.tflite._variants import resolve_variants
 
         try:
             resolve_variants(args.variants, argument="--variants")

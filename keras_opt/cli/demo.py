@@ -54,35 +54,6 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _data(seed: int) -> tuple:
-    import numpy as np
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = (d.images / 16.0).astype("float32")[..., None]
-    y = d.target.astype("int64")
-    idx = np.random.RandomState(seed).permutation(len(x))
-    x, y = x[idx], y[idx]
-    return x[:1400], y[:1400], x[1400:], y[1400:]
-
-
-def build_cnn(keras: Any, seed: int = 0) -> Any:
-    """The demo's CNN: Conv + BatchNorm stem, a residual block, a Dense head."""
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((8, 8, 1), name="image")
-    x = keras.layers.Conv2D(16, 3, padding="same", name="stem")(inputs)
-    x = keras.layers.BatchNormalization(momentum=0.9, name="stem_bn")(x)
-    x = keras.layers.ReLU(name="stem_relu")(x)
-    r = keras.layers.Conv2D(16, 3, padding="same", name="res_conv")(x)
-    r = keras.layers.BatchNormalization(momentum=0.9, name="res_bn")(r)
-    x = keras.layers.ReLU(name="res_relu")(keras.layers.Add(name="res_add")([x, r]))
-    x = keras.layers.MaxPooling2D(name="pool")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dense(32, activation="relu", name="fc")(x)
-    outputs = keras.layers.Dense(10, activation="softmax", name="head")(x)
-    return keras.Model(inputs, outputs, name="digits_cnn")
-
-
 def _step(i: int, n: int, text: str) -> None:
     print(f"[{i}/{n}] {text}", flush=True)
 
@@ -192,26 +163,22 @@ def _run(args: argparse.Namespace, out: str, logs: str) -> int:
         find_lr,
     )
     from keras_opt.cli._quiet import redirect_fds
+    from keras_opt.datasets import digits, digits_cnn
     from keras_opt.optimization import collaborative, compression_summary, strip
     from keras_opt.schedules import OneCycle
     from keras_opt.tflite import export, write_comparison
-    from keras_opt.tflite.comparison import comparison_rows, format_rows, recommend_comparison
-    from keras_opt.tflite.recommend import recommendation_lines
+    from keras_opt.tflite._comparison import comparison_rows, format_rows, recommend_comparison
+    from keras_opt.tflite._recommend import recommendation_lines
 
     keras_flavor, engine = _engine_facts(flavor())
     print(
         "keras-opt demo: sklearn digits (1,797 8x8 images), Conv+BN+residual CNN; "
         f"{keras_flavor}, compression: {engine}"
     )
-    x_train, y_train, x_test, y_test = _data(args.seed)
+    x_train, y_train, x_test, y_test = digits(seed=args.seed)
     fit_x, fit_y = x_train[:-VAL_SAMPLES], y_train[:-VAL_SAMPLES]
     val = (x_train[-VAL_SAMPLES:], y_train[-VAL_SAMPLES:])
-    model = build_cnn(keras, args.seed)
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    model = digits_cnn(seed=args.seed)
 
     _step(1, n, "LR range test (100 steps, weights restored afterwards) ...")
     lr_plot = os.path.join(out, "lr_finder.png")

@@ -24,11 +24,11 @@ Example:
 
 from __future__ import annotations
 
+from keras_opt.optimization._collaborative import collaborative
 from keras_opt.optimization._engine import compression_of
 from keras_opt.optimization._strip import strip
 from keras_opt.optimization._summary import compression_summary
 from keras_opt.optimization.clustering import cluster
-from keras_opt.optimization.collaborative import collaborative
 from keras_opt.optimization.distillation import Distiller
 from keras_opt.optimization.pruning import prune
 from keras_opt.optimization.pruning_callbacks import callbacks

@@ -110,14 +110,9 @@ def size_latency_plot(
     Returns:
         A ``matplotlib.figure.Figure`` (not saved).
     """
-    import matplotlib
+    from keras_opt._plotting import new_figure
 
-    matplotlib.use("Agg", force=False)
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7.5, 4.8), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = new_figure((7.5, 4.8))
     ax = fig.subplots()
     xs = [p["size_bytes"] / 1024 for p in points]
     ys = [p["latency_p50_ms"] for p in points]

@@ -13,7 +13,6 @@ Example:
     >>> from keras_opt.tuning import RandomSearch, Deployment, pareto_front
 """
 
-from keras_opt.tuning._compat import TfKerasSupport
 from keras_opt.tuning.deployment import Deployment
 from keras_opt.tuning.results import export_best, pareto_front, rank_trials, trial_rows
 from keras_opt.tuning.search_space import compression, learning_rate
@@ -31,7 +30,6 @@ __all__ = [
     "BayesianOptimization",
     "Hyperband",
     "with_keras_opt",
-    "TfKerasSupport",
     "Deployment",
     "pareto_front",
     "rank_trials",

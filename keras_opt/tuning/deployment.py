@@ -18,6 +18,8 @@ from keras_tuner.src.engine import objective as kt_objective
 
 from keras_opt import _validation as v
 
+__all__ = ["Deployment"]
+
 logger = logging.getLogger(__name__)
 
 SCORE = "deploy_score"
@@ -76,7 +78,7 @@ class Deployment:
         isolation: str = "variant",
         mixed_budget: float = 0.005,
     ) -> None:
-        from keras_opt.tflite.variants import resolve_variants
+        from keras_opt.tflite._variants import resolve_variants
 
         if not isinstance(eval_data, (tuple, list)) or len(eval_data) != 2:
             v.fail("eval_data", "a pair (x, y)", type(eval_data).__name__, exc=TypeError)

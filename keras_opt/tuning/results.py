@@ -8,6 +8,8 @@ from typing import Any
 
 from keras_opt import _validation as v
 
+__all__ = ["trial_rows", "pareto_front", "rank_trials", "export_best"]
+
 DEFAULT_FRONT = (
     ("tflite_accuracy", "max"),
     ("tflite_latency_ms", "min"),

@@ -8,6 +8,8 @@ from typing import Any
 from keras_opt import _validation as v
 from keras_opt.schedules import CosineRestarts, OneCycle, WarmupDecay
 
+__all__ = ["learning_rate", "compression"]
+
 SCHEDULES = ("constant", "warmup_cosine", "one_cycle", "cosine_restarts")
 
 

@@ -9,6 +9,8 @@ import keras_tuner as kt
 from keras_opt.tuning._compat import TfKerasSupport
 from keras_opt.tuning.deployment import Deployment, final_epoch_metrics, trial_artifact_dir
 
+__all__ = ["RandomSearch", "GridSearch", "BayesianOptimization", "Hyperband", "with_keras_opt"]
+
 
 class DeploymentAware(TfKerasSupport):
     """Mixin: `TfKerasSupport` plus an optional deployment-aware objective.
