@@ -12,7 +12,7 @@ from typing import Any
 
 from keras_opt import _validation, backend
 from keras_opt.optimization import _engine, _graph
-from keras_opt.optimization.layers import Selection, select_layers
+from keras_opt.optimization.layers import Selection, select_weighted
 
 __all__ = ["cluster", "CENTROID_INITS"]
 
@@ -78,20 +78,13 @@ def cluster(
             _validation.fail(name, "a boolean", value, exc=TypeError)
 
     flat = _graph.flatten_nested(model)
-    chosen = select_layers(
-        list(_graph.iter_layers(flat)),
+    chosen = select_weighted(
+        flat,
         layers,
         skip,
         eligible=lambda layer: bool(engine.clusterable_weights(layer)),
         what="clustered",
     )
-    if not chosen:
-        _validation.fail(
-            "model" if layers is None else "layers",
-            "a model with at least one clusterable layer (Dense, Conv, DepthwiseConv, "
-            "SeparableConv, Embedding...)",
-            model.name if layers is None else layers,
-        )
 
     def wrap(layer: Any) -> Any:
         if layer.name not in chosen:

@@ -129,3 +129,32 @@ def select_layers(
     else:
         chosen = [layer for layer in all_layers if eligible(layer)]
     return {layer.name for layer in chosen if not any(_matches(s, layer) for s in skip_items)}
+
+
+def select_weighted(
+    flat: Any,
+    layers: Selection,
+    skip: Selection,
+    *,
+    eligible: Callable[[Any], bool],
+    what: str,
+) -> set[str]:
+    """`select_layers` over a flattened model's layers; an error if nothing can be ``what``.
+
+    For `prune` and `cluster`, which need at least one layer with weights they
+    can change. ``what`` is the verb (``"pruned"``, ``"clustered"``).
+    """
+    from keras_opt.optimization import _graph
+
+    chosen = select_layers(
+        list(_graph.iter_layers(flat)), layers, skip, eligible=eligible, what=what
+    )
+    if not chosen:
+        adjective = {"pruned": "prunable", "clustered": "clusterable"}.get(what, what)
+        _validation.fail(
+            "model" if layers is None else "layers",
+            f"a model with at least one {adjective} layer (Dense, Conv, DepthwiseConv, "
+            "SeparableConv, Embedding...)",
+            flat.name if layers is None else layers,
+        )
+    return chosen

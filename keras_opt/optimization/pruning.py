@@ -23,7 +23,7 @@ from typing import Any
 from keras_opt import _validation, backend
 from keras_opt.optimization import _graph, _plan
 from keras_opt.optimization._engine import get_engine
-from keras_opt.optimization.layers import Selection, select_layers
+from keras_opt.optimization.layers import Selection, select_weighted
 
 __all__ = ["prune"]
 
@@ -139,20 +139,13 @@ def prune(
     _validation.integer("frequency", frequency, minimum=1, allow_none=True)
 
     flat = _graph.flatten_nested(model)
-    chosen = select_layers(
-        list(_graph.iter_layers(flat)),
+    chosen = select_weighted(
+        flat,
         layers,
         skip,
         eligible=lambda layer: bool(engine.prunable_weights(layer)),
         what="pruned",
     )
-    if not chosen:
-        _validation.fail(
-            "model" if layers is None else "layers",
-            "a model with at least one prunable layer (Dense, Conv, DepthwiseConv, "
-            "SeparableConv, Embedding...)",
-            model.name if layers is None else layers,
-        )
     target = m_by_n[0] / m_by_n[1] if m_by_n is not None else float(target_sparsity or 0.0)
     plan = _plan.PruningPlan(
         schedule="constant" if m_by_n is not None else schedule,

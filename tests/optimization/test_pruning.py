@@ -194,7 +194,7 @@ def test_bad_arguments_name_the_argument(kwargs, match):
 
 def test_a_model_without_prunable_layers_is_refused():
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.ReLU()])
-    with pytest.raises(ValueError, match="Argument `model` must be a model with at least one"):
+    with pytest.raises(ValueError, match="must be a model with at least one prunable layer"):
         kopt.prune(model, target_sparsity=0.5)
     with pytest.raises(ValueError, match="at least one clusterable layer"):
         kopt.cluster(model, 8)
