@@ -31,7 +31,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # The flavor is fixed when TensorFlow is imported: decide it before anything imports it.
@@ -77,6 +76,7 @@ def measure(epochs: int, rounds: int, batch_size: int, only: list[str] | None) -
     """Run the alternating rounds in this process's flavor; return the result dict."""
     import numpy as np
     from _common import EpochTimer
+    from _machine import Window
     from sklearn.datasets import load_digits
 
     from keras_opt.backend import flavor, keras
@@ -153,24 +153,25 @@ def measure(epochs: int, rounds: int, batch_size: int, only: list[str] | None) -
         for name in order:
             model, callbacks = configure(name)
             timer = EpochTimer()
-            load = os.getloadavg()[0]
-            start_wall, start_cpu = time.perf_counter(), time.process_time()
-            model.fit(
-                x,
-                y,
-                batch_size=batch_size,
-                epochs=epochs,
-                callbacks=[*callbacks, timer],
-                verbose=0,
-            )
-            elapsed = time.perf_counter() - start_wall
+            with Window() as window:
+                model.fit(
+                    x,
+                    y,
+                    batch_size=batch_size,
+                    epochs=epochs,
+                    callbacks=[*callbacks, timer],
+                    verbose=0,
+                )
+            w = window.record
             loads.append(
                 {
                     "config": name,
                     "round": r,
-                    "load_1min_before": round(load, 2),
-                    "load_1min_after": round(os.getloadavg()[0], 2),
-                    "cpu_wall_ratio": round((time.process_time() - start_cpu) / elapsed, 3),
+                    "load_1min_before": w["load_average_1min_before"],
+                    "load_1min_after": w["load_average_1min_after"],
+                    "cpu_wall_ratio": w["own_cores_used"],
+                    "other_processes_cores_used": w["other_processes_cores_used"],
+                    "steal_cores": w["steal_cores"],
                 }
             )
             wall[name].append(timer.times[1:])
@@ -208,6 +209,9 @@ def measure(epochs: int, rounds: int, batch_size: int, only: list[str] | None) -
         "load": loads,
         "max_load_1min": max(e["load_1min_before"] for e in loads),
         "min_cpu_wall_ratio": min(e["cpu_wall_ratio"] for e in loads),
+        "max_other_processes_cores_used": max(
+            (e["other_processes_cores_used"] or 0.0) for e in loads
+        ),
     }
 
 

@@ -10,16 +10,22 @@ target, and a verdict: "met", "missed", or "noisy" when the measurement cannot
 decide (see *Noise* below). Benchmarks measure; nothing here asserts.
 
 *Noise.* The machines are shared, and a ratio measured under load can flip a
-conclusion. Around every run of a timing benchmark the runner records the
-1-minute load average before and after and the CPU-to-wall time ratio of the
-subprocess. A run is noisy when the load before it exceeded
-``max_load_per_core`` per core, or when a row's repeats spread (max - min over
-median, as the script reports it) more than ``max_spread``; a noisy run is
-repeated, up to ``max_attempts`` runs in all, and the least noisy one is kept.
-Whatever is still noisy is marked "noisy" instead of "met" or "missed". A
-script may also mark a figure noisy itself (compression.json's verdicts,
-tflite_latency's ``noisy``): such a row is "noisy" too, with "(noisy)" in its
-value. Sizes and accuracies are never made noisy by load.
+conclusion. Before a timing benchmark the runner waits (up to
+``settle_s``) for the load an earlier run left in the 1-minute load average to
+fade below ``max_load_per_core`` per core. Around every run it records the
+load average before and after, the CPU-to-wall time ratio of the subprocess,
+the cores *other* processes kept busy meanwhile (all busy CPU time in
+``/proc/stat`` minus the subprocess's) and the hypervisor's steal time (see
+``_machine.py``). A run is noisy when the load before it still exceeded
+``max_load_per_core`` per core, when other processes used more than
+``max_other_cores`` cores or steal exceeded ``max_steal_cores`` on average, or
+when a row's repeats spread (max - min over median, as the script reports it)
+more than ``max_spread``; a noisy run is repeated, up to ``max_attempts`` runs
+in all, and the least noisy one is kept. Whatever is still noisy is marked
+"noisy" instead of "met" or "missed". A script may also mark a figure noisy
+itself (compression.json's verdicts, tflite_latency's ``noisy``): such a row
+is "noisy" too, with "(noisy)" in its value. Sizes and accuracies are never
+made noisy by load.
 
     python benchmarks/run_all.py                    # full run, ~30-40 min on 2 cores
     python benchmarks/run_all.py --quick            # smoke run, small settings
@@ -40,7 +46,6 @@ import datetime
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -49,6 +54,9 @@ from importlib import metadata
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _machine import Window, settle  # noqa: E402
+
 VERSIONED = (
     "keras-opt",
     "tensorflow",
@@ -89,28 +97,46 @@ class NoisePolicy:
     """When a timing benchmark's run counts as noisy, and how often to repeat it.
 
     Attributes:
-        max_load_per_core: 1-minute load average per core before the run above
-            which the machine was busy.
+        max_load_per_core: 1-minute load average per core before the run (after
+            waiting up to ``settle_s`` for it to fall) above which the machine
+            was busy.
+        max_other_cores: Cores other processes may keep busy on average during
+            the run (0.25: a quarter of one core).
+        max_steal_cores: Cores the hypervisor may steal on average during the run.
         max_spread: Largest spread (max - min over median) of a row's repeats;
             None when the script reports no spread.
         max_attempts: Runs in all, the first included.
+        settle_s: Seconds to wait at most for the load average to fall below
+            ``max_load_per_core`` per core before each run.
     """
 
     max_load_per_core: float = 0.5
+    max_other_cores: float = 0.25
+    max_steal_cores: float = 0.1
     max_spread: float | None = None
     max_attempts: int = 3
+    settle_s: float = 90.0
 
 
 def noise_reasons(measured: dict[str, Any] | None, policy: NoisePolicy, cores: int) -> list[str]:
     """Why a run is noisy as a whole (load), from what `run_one` recorded around it."""
     if not measured or measured.get("load_1min_before") is None:
         return ["no load recorded"]
+    reasons = []
     load = measured["load_1min_before"]
     if load > policy.max_load_per_core * cores:
-        return [
+        reasons.append(
             f"load average {load:.2f} before the run > {policy.max_load_per_core} x {cores} cores"
-        ]
-    return []
+        )
+    others = measured.get("other_processes_cores_used")
+    if others is not None and others > policy.max_other_cores:
+        reasons.append(
+            f"other processes used {others:.2f} cores during the run > {policy.max_other_cores}"
+        )
+    steal = measured.get("steal_cores")
+    if steal is not None and steal > policy.max_steal_cores:
+        reasons.append(f"steal time {steal:.2f} cores during the run > {policy.max_steal_cores}")
+    return reasons
 
 
 def judge(rows: list[Row], reasons: list[str], policy: NoisePolicy | None) -> list[Row]:
@@ -263,7 +289,7 @@ _COMPRESSION_ROWS: dict[str, tuple[str, Callable[[dict], str], bool]] = {
         False,
     ),
     "pcqat_accuracy_vs_float": (
-        "PCQAT int8 .tflite (50%, 16 clusters): accuracy drop vs float32",
+        "PCQAT int8 .tflite (50%, 8 clusters): accuracy drop vs float32",
         lambda c: (
             f"native {_points(c['native_drop_points'])}, TFMOT "
             f"{_points(c['tfmot_drop_points'])} (float32 {_pct(c['float32'])})"
@@ -580,15 +606,6 @@ def versions() -> dict[str, str | None]:
 
 
 # ----- running ------------------------------------------------------------------------------------
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _load() -> float | None:
-    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
-
-
 def run_once(bench: Benchmark, out_dir: str, log_dir: str, quick: bool) -> dict[str, Any]:
     """Run one benchmark script once in a subprocess; return its entry for ``results.json``."""
     json_path = os.path.join(out_dir, "results", f"{bench.name}.json")
@@ -614,9 +631,11 @@ def run_once(bench: Benchmark, out_dir: str, log_dir: str, quick: bool) -> dict[
         "timeout_s": timeout,
         "log": os.path.relpath(log_path, out_dir),
     }
-    load_before, cpu_before = _load(), _children_cpu()
-    start = time.perf_counter()
-    with open(log_path, "w") as log:
+    settled = None
+    if bench.noise is not None and not quick:  # a quick run is a smoke test: no waiting
+        cores = os.cpu_count() or 1
+        settled = settle(bench.noise.max_load_per_core * cores, timeout_s=bench.noise.settle_s)
+    with Window(children=True) as window, open(log_path, "w") as log:
         try:
             proc = subprocess.run(
                 cmd, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=timeout, check=False
@@ -624,12 +643,15 @@ def run_once(bench: Benchmark, out_dir: str, log_dir: str, quick: bool) -> dict[
             status = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
         except subprocess.TimeoutExpired:
             status = f"timeout ({timeout} s)"
-    wall = time.perf_counter() - start
-    entry["seconds"] = round(wall, 1)
+    w = window.record
+    entry["seconds"] = round(w["wall_s"], 1)
     entry["measured"] = {
-        "load_1min_before": load_before,
-        "load_1min_after": _load(),
-        "cpu_wall_ratio": round((_children_cpu() - cpu_before) / wall, 3) if wall else None,
+        "load_1min_before": w["load_average_1min_before"],
+        "load_1min_after": w["load_average_1min_after"],
+        "cpu_wall_ratio": w["own_cores_used"],
+        "other_processes_cores_used": w["other_processes_cores_used"],
+        "steal_cores": w["steal_cores"],
+        "settle_waited_s": None if settled is None else settled["waited_s"],
     }
     entry["status"] = status
     entry["result"] = None
@@ -735,7 +757,7 @@ def _compression_tables(r: dict[str, Any]) -> list[str]:
         "prune_80_int8": "80% pruned + int8 (post-training)",
         "cluster_16_int8": "16 clusters + int8 (post-training)",
         "qat_int8": "QAT int8",
-        "pcqat_int8": "PCQAT int8 (50%, 16 clusters)",
+        "pcqat_int8": "PCQAT int8 (50%, 8 clusters)",
     }
     for key, label in names.items():
         if key not in n or key not in t:

@@ -60,7 +60,17 @@ def test_run_all_quick_writes_results_json_and_markdown(quick_run):
     assert set(entry["result"]["flavors"]) == {"keras3", "tf_keras"}
     assert (out / "results" / "callback_overhead.json").is_file()
     # Load and CPU/wall recorded around the run.
-    assert set(entry["measured"]) == {"load_1min_before", "load_1min_after", "cpu_wall_ratio"}
+    assert set(entry["measured"]) == {
+        "load_1min_before",
+        "load_1min_after",
+        "cpu_wall_ratio",
+        "other_processes_cores_used",
+        "steal_cores",
+        "settle_waited_s",
+    }
+    assert entry["measured"]["settle_waited_s"] is None  # a quick run does not wait
+    assert entry["measured"]["cpu_wall_ratio"] > 0.2  # the benchmark's own CPU, counted as own
+    assert entry["measured"]["other_processes_cores_used"] >= 0.0
     assert len(entry["attempts"]) == 1
     rows = entry["rows"]
     assert [r["metric"] for r in rows] == [
@@ -147,6 +157,45 @@ def test_still_loaded_after_the_limit_is_marked_noisy_not_missed():
     assert row["verdict"] == "noisy"
     assert "load average 3.00" in row["noise"]
     assert len(entry["attempts"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("measured", "reason"),
+    [
+        (
+            {"other_processes_cores_used": 0.9},
+            "other processes used 0.90 cores during the run > 0.25",
+        ),
+        ({"steal_cores": 0.3}, "steal time 0.30 cores during the run > 0.1"),
+    ],
+)
+def test_other_processes_or_steal_during_the_run_make_it_noisy(measured, reason):
+    quiet = {"load_1min_before": 0.2, "other_processes_cores_used": 0.05, "steal_cores": 0.0}
+    assert run_all.noise_reasons(quiet, POLICY, 2) == []
+    assert run_all.noise_reasons({**quiet, **measured}, POLICY, 2) == [reason]
+
+
+def test_machine_window_counts_own_work_as_own_not_as_other_processes():
+    import _machine
+
+    with _machine.Window() as window:
+        end = _machine.time.process_time() + 0.3
+        while _machine.time.process_time() < end:  # busy on this process only
+            pass
+    record = window.record
+    assert record["own_cpu_s"] >= 0.3
+    assert 0.5 <= record["own_cores_used"] <= 1.05
+    # Others: whatever the rest of the machine did, never this process's own 0.3 s counted twice.
+    assert 0.0 <= record["other_processes_cores_used"] < 2.0
+    assert record["steal_cores"] >= 0.0
+
+
+def test_settle_returns_at_once_when_the_load_is_low_enough():
+    import _machine
+
+    settled = _machine.settle(max_load=1e9, timeout_s=5)
+    assert settled["waited_s"] < 1.0
+    assert settled["load_average_1min"] is not None
 
 
 def test_wide_spread_marks_only_that_row_noisy():
@@ -379,7 +428,7 @@ def test_markdown_has_the_compression_table_per_engine():
     text = run_all.render_markdown(report)
     assert "| float32 | 99.25 | 99.25 | 1.000 | 1.000 |" in text
     assert "| QAT int8 | 99.00 | 98.50 | 0.270 | 0.270 |" in text
-    assert "| PCQAT int8 (50%, 16 clusters) | 99.00 | 98.50 | 0.120 | 0.120 |" in text
+    assert "| PCQAT int8 (50%, 8 clusters) | 99.00 | 98.50 | 0.120 | 0.120 |" in text
     assert "(noisy) | t | noisy |" in text  # a script-noisy row: "(noisy)" and its verdict
     assert "| compression | keras3 + tf_keras | 80% pruned fit step time" in text
 
