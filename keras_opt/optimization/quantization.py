@@ -6,11 +6,15 @@ with the reason and a fix (TFMOT itself stops at the first one, deep inside
 whole model or chosen layers; with ``skip_unsupported=True`` the unsupported
 layers stay in float. Nested models are inlined first (#957).
 
-* Keras 3: keras_opt's native engine. Kernels are fake-quantized per channel
-  (8-bit, symmetric, narrow range), activations per tensor with moving-average
-  ranges; Conv/Depthwise + BatchNormalization are folded and ReLU/ReLU6 fused,
-  so the converter leaves no float op between int8 kernels.
-* tf_keras: TFMOT's default 8-bit scheme (``quantize_apply``).
+* Keras 3: keras_opt's native engine. Kernels are fake-quantized per output
+  channel (8-bit, symmetric, narrow range), Dense included: a Dense layer runs
+  as a 1x1 convolution of its kernel during QAT, and lands in the ``.tflite``
+  file as a per-channel int8 ``CONV_2D`` (TF 2.21's converter rejects a
+  per-channel fake-quantized MatMul). Activations per tensor with
+  moving-average ranges; Conv/Depthwise + BatchNormalization are folded and
+  ReLU/ReLU6 fused, so the converter leaves no float op between int8 kernels.
+* tf_keras: TFMOT's default 8-bit scheme (``quantize_apply``; Dense kernels per
+  tensor, in ``FULLY_CONNECTED``).
 """
 
 from __future__ import annotations

@@ -108,6 +108,51 @@ def test_every_kernel_is_int8_no_flex_and_the_file_agrees_with_keras(
         assert np.mean(predictions == y_test) >= accuracy(float_model, x_test, y_test) - 0.02
 
 
+@pytest.mark.parametrize("name", ["residual", "mobilenet_style"])
+def test_every_kernel_dense_included_has_one_int8_scale_per_output_channel(name, qat_models):
+    from ai_edge_litert.interpreter import Interpreter
+
+    _, qat = qat_models[name]
+    interpreter = Interpreter(model_content=convert(qat))
+    interpreter.allocate_tensors()
+    details = interpreter.get_tensor_details()
+    scales = {}
+    for op in interpreter._get_ops_details():
+        if op["op_name"] in KERNEL_OPS:
+            kernel = details[int(op["inputs"][1])]
+            q = kernel["quantization_parameters"]
+            axis = 3 if op["op_name"] == "DEPTHWISE_CONV_2D" else 0
+            assert kernel["dtype"] == np.int8
+            assert q["quantized_dimension"] == axis
+            assert len(q["scales"]) == kernel["shape"][axis] > 1
+            assert np.all(q["zero_points"] == 0)  # symmetric
+            assert np.abs(interpreter.get_tensor(kernel["index"])).max() <= 127  # narrow range
+            scales[kernel["shape"][axis]] = np.asarray(q["scales"])
+    # The Dense head (10 units) is in the file as a per-channel 1x1 CONV_2D kernel of 10
+    # scales, not a per-tensor FULLY_CONNECTED one; its scales differ from unit to unit.
+    assert 10 in scales and np.unique(scales[10]).size > 1
+    dense_units = {layer.layer.units for layer in qat.layers if hasattr(layer, "layer")
+                   and isinstance(layer.layer, keras.layers.Dense)}  # fmt: skip
+    assert dense_units and dense_units <= set(scales)
+
+
+def test_dense_on_inputs_with_unknown_inner_dimensions_keeps_a_per_tensor_kernel():
+    inputs = keras.Input((None, 6))
+    outputs = L.Dense(4, name="proj")(L.Dense(5, activation="relu", name="inner")(inputs))
+    model = compile_classifier(keras.Model(inputs, outputs), keras.optimizers.Adam(1e-3))
+    qat = kopt.quantize(model)
+    for name in ("inner", "proj"):
+        assert tuple(qat.get_layer(name).kernel_min.shape) == ()
+    fixed = keras.Input((3, 6))
+    static = kopt.quantize(keras.Model(fixed, L.Dense(4, name="proj")(fixed)))
+    assert tuple(static.get_layer("proj").kernel_min.shape) == (4,)
+    x = np.random.RandomState(0).rand(2, 3, 6).astype("float32")
+    # The 1x1-convolution path computes the same Dense (to float rounding).
+    reference = x @ static.get_layer("proj").layer.kernel.numpy()
+    reference += static.get_layer("proj").layer.bias.numpy()
+    np.testing.assert_allclose(static.predict(x, verbose=0), reference, atol=0.05)
+
+
 def test_conv_batchnorm_is_folded_and_relu_fused(qat_models):
     _, qat = qat_models["mobilenet_style"]
     kinds = {layer.name: type(layer).__name__ for layer in qat.layers}

@@ -99,7 +99,8 @@ def _int8_kernels(path):
     return [
         interpreter.get_tensor(int(op["inputs"][1]))
         for op in interpreter._get_ops_details()
-        if op["op_name"] == "FULLY_CONNECTED"
+        # Native QAT (Keras 3) runs Dense as a per-channel 1x1 CONV_2D; TFMOT keeps FULLY_CONNECTED.
+        if op["op_name"] in ("FULLY_CONNECTED", "CONV_2D")
     ]
 
 

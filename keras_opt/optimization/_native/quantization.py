@@ -1,10 +1,15 @@
 """Native quantization-aware training for Keras 3: fake-quant wrappers the TFLite converter reads.
 
 Kernels are fake-quantized to 8 bits, symmetric and narrow range (what
-TFLite's int8 kernels use): per output channel for convolutions, per tensor for
-Dense (TF 2.21's converter rejects a per-channel fake-quant MatMul kernel, as
-TFMOT's default scheme also avoids); activations per tensor, with ranges
-learned as moving averages in the train step. Both go through TensorFlow's
+TFLite's int8 kernels use), per output channel for convolutions and Dense;
+activations per tensor, with ranges learned as moving averages in the train
+step. TF 2.21's converter rejects a per-channel fake-quantized MatMul kernel
+("'tfl.transpose' op has mismatched quantized axes"; TFMOT's default scheme
+falls back to per tensor for Dense), so a Dense layer whose input has static
+inner dimensions runs as a 1x1 convolution of the same kernel: it converts to
+an int8 ``CONV_2D`` with one scale per output unit, between two ``RESHAPE``
+ops. A Dense layer on inputs with unknown inner dimensions keeps a per-tensor
+kernel range and converts to ``FULLY_CONNECTED``. Both go through TensorFlow's
 ``FakeQuantWithMinMaxVars[PerChannel]`` ops, which the converter turns into
 int8 tensors with ``Optimize.DEFAULT``.
 
@@ -34,6 +39,14 @@ EMA_DECAY = 0.99
 
 PRE_QUANT_ACTIVATIONS = ("softmax", "sigmoid", "tanh")
 """Activations quantized on their input: TFLite fixes their output range itself."""
+
+
+def _static_inner(input_shape: Any) -> bool:
+    """True when every dimension but the batch (first) is known."""
+    if input_shape is None:
+        return False
+    dims = tuple(input_shape)[1:]
+    return len(dims) >= 1 and all(d is not None for d in dims)
 
 
 def _replica_mean(name: str, shape: Any, value: float, dtype: str = "float32") -> Any:
@@ -160,9 +173,12 @@ class QuantizeKernel(CompressionWrapper):
         self.preserve = preserve
         self.clusters = int(clusters)
         self.shared = bool(shared)
+        self._dense_as_conv = False  # set in build()
 
     # Kernel layout: per-channel fake quant works on the last axis.
     def _channels_last(self, w: Any) -> Any:
+        if self._dense_as_conv:  # (1, 1, in, out): the CONV_2D kernel, quantized as such
+            return ops.reshape(w, (1, 1, *tuple(w.shape)))
         if isinstance(self.layer, keras.layers.DepthwiseConv2D):
             shape = tuple(w.shape)
             return ops.reshape(w, (*shape[:-2], shape[-2] * shape[-1]))
@@ -173,8 +189,11 @@ class QuantizeKernel(CompressionWrapper):
         self.kernel_variable = kernels.kernel_variables(self.layer)["kernel"]
         shape = tuple(self.kernel_variable.shape)
         channels = int(np.prod(shape[-2:])) if self._is_depthwise else int(shape[-1])
-        # Dense kernels are quantized per tensor: TF 2.21's converter rejects a per-channel
-        # fake-quant MatMul kernel ("'tfl.transpose' op has mismatched quantized axes").
+        # A Dense layer is quantized per channel when it can run as a 1x1 convolution (see the
+        # module docstring); on inputs with unknown inner dimensions, per tensor.
+        self._dense_as_conv = isinstance(self.layer, keras.layers.Dense) and _static_inner(
+            input_shape
+        )
         ranges = () if self._per_tensor else (channels,)
         self.kernel_min = _replica_mean("kernel_min", ranges, -1.0)
         self.kernel_max = _replica_mean("kernel_max", ranges, 1.0)
@@ -206,7 +225,7 @@ class QuantizeKernel(CompressionWrapper):
 
     @property
     def _per_tensor(self) -> bool:
-        return isinstance(self.layer, keras.layers.Dense)
+        return isinstance(self.layer, keras.layers.Dense) and not self._dense_as_conv
 
     @property
     def _is_depthwise(self) -> bool:
@@ -295,15 +314,34 @@ class QuantizeKernel(CompressionWrapper):
         quantized = fake_quant(
             rows, self.kernel_min.value, self.kernel_max.value, num_bits=8, narrow_range=True
         )
-        quantized = ops.reshape(quantized, tuple(self.kernel_variable.shape))
-        with kernels.substitute([(self.kernel_variable, quantized)]):
-            outputs = self.layer(inputs)
+        if self._dense_as_conv:
+            outputs = self._dense_as_1x1_conv(inputs, quantized)
+        else:
+            quantized = ops.reshape(quantized, tuple(self.kernel_variable.shape))
+            with kernels.substitute([(self.kernel_variable, quantized)]):
+                outputs = self.layer(inputs)
         if self.pre_activation_range is not None:
             outputs = self.pre_activation_range(outputs, training)
         outputs = keras.activations.get(self.activation)(outputs)
         if self.output_range is not None:
             outputs = self.output_range(outputs, training)
         return outputs
+
+    def _dense_as_1x1_conv(self, inputs: Any, kernel: Any) -> Any:
+        """The wrapped Dense layer (linear) as a 1x1 convolution with the fake-quant kernel.
+
+        ``kernel`` is fake-quantized per channel in the ``(1, 1, in, out)`` shape a
+        ``CONV_2D`` takes: a reshape of the quantized tensor would make the converter
+        move its quantized axis, which TF 2.21 rejects.
+        """
+        units = int(kernel.shape[-1])
+        inner = tuple(int(d) for d in inputs.shape[1:-1])
+        features = int(inputs.shape[-1])
+        x = tf.reshape(tf.cast(inputs, self.compute_dtype), (-1, 1, 1, features))
+        outputs = tf.nn.conv2d(x, tf.cast(kernel, self.compute_dtype), strides=1, padding="VALID")
+        if self.layer.use_bias:
+            outputs = tf.nn.bias_add(outputs, tf.cast(self.layer.bias, self.compute_dtype))
+        return tf.reshape(outputs, (-1, *inner, units))
 
     def get_config(self) -> dict:
         config = super().get_config()
