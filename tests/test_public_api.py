@@ -10,7 +10,7 @@ import pytest
 import keras_opt
 from keras_opt import hardware
 
-PACKAGES = ("callbacks", "hardware", "diagnostics", "schedules", "optimization", "tuning")
+PACKAGES = ("callbacks", "hardware", "diagnostics", "schedules", "optimization", "tuning", "tflite")
 
 
 def _public_modules():

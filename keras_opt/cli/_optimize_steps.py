@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from keras_opt.cli import CLIError
 from keras_opt.cli._quiet import redirect_fds
+
+if TYPE_CHECKING:
+    from keras_opt.tflite import VariantResult
 
 #: The CLI's recipe names -> `keras_opt.optimization.collaborative` recipes.
 COLLABORATIVE_RECIPE = {
@@ -267,8 +270,8 @@ def _export(model: Any, folder: str, train: tuple, val: tuple, args: Any, log: s
         total=len(chosen), desc=os.path.basename(folder), unit="variant", file=term, disable=None
     )
 
-    def step(entry: dict) -> None:
-        bar.set_postfix_str(entry["name"] + (" FAILED" if entry["error"] else ""))
+    def step(entry: VariantResult) -> None:
+        bar.set_postfix_str(entry.name + (" FAILED" if entry.error else ""))
         bar.update(1)
 
     try:
@@ -291,8 +294,10 @@ def _export(model: Any, folder: str, train: tuple, val: tuple, args: Any, log: s
 
 def format_table(results: dict[str, Any]) -> str:
     """One aligned table over every exported model: size, gzip, latency p50, accuracy."""
+    from keras_opt.tflite._table import format_table as align
+
     head = ["model", "variant", "size KB", "gzip KB", "p50 ms", "accuracy"]
-    lines = [head]
+    lines = []
     for label, result in results.items():
         for r in result.table():
             if r["error"]:
@@ -302,11 +307,7 @@ def format_table(results: dict[str, Any]) -> str:
             p50 = "-" if r["latency_p50_ms"] is None else f"{r['latency_p50_ms']:.4f}"
             size, gz = r["size_bytes"] / 1024, r["gzip_bytes"] / 1024
             lines.append([label, r["name"], f"{size:.1f}", f"{gz:.1f}", p50, acc])
-    widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
-    cells = ((enumerate(zip(row, widths, strict=True))) for row in lines)
-    return "\n".join(
-        "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in row) for row in cells
-    )
+    return align(head, lines, left=2)
 
 
 def optimize(args: argparse.Namespace, name: str, out: str, log: str, saved: Any, term: Any) -> int:

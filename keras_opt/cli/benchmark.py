@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from keras_opt.cli import CLIError, as_flags
 
     quiet_tensorflow()
-    from keras_opt.tflite.benchmark import benchmark
+    from keras_opt.tflite import benchmark
 
     try:
         with redirect_fds(None):

@@ -11,9 +11,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keras_opt.cli._quiet import quiet_tensorflow, redirect_fds
+
+if TYPE_CHECKING:
+    from keras_opt.tflite import VariantResult
 
 
 def register(sub: Any) -> None:
@@ -292,9 +295,9 @@ def _run(args: argparse.Namespace, out: str, log: str, term: Any) -> int:
 
     print(f"keras-opt convert: {args.model} -> {out}/ (log: {log})", flush=True)
     with redirect_fds(log):
-        from keras_opt.tflite.data import input_specs, load_npz
-        from keras_opt.tflite.export import export
-        from keras_opt.tflite.variants import resolve_variants
+        from keras_opt.tflite import export
+        from keras_opt.tflite._data import input_specs, load_npz
+        from keras_opt.tflite._variants import resolve_variants
 
         try:
             chosen = [v.name for v in resolve_variants(args.variants, argument="--variants")]
@@ -315,8 +318,8 @@ def _run(args: argparse.Namespace, out: str, log: str, term: Any) -> int:
 
         bar = tqdm(total=len(chosen), desc="variants", unit="variant", file=term, disable=None)
 
-        def step(entry: dict) -> None:
-            bar.set_postfix_str(entry["name"] + (" FAILED" if entry["error"] else ""))
+        def step(entry: VariantResult) -> None:
+            bar.set_postfix_str(entry.name + (" FAILED" if entry.error else ""))
             bar.update(1)
 
         try:

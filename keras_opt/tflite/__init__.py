@@ -6,7 +6,7 @@ measures every number from the files: size, LiteRT latency (`benchmark`),
 parity with Keras, ops and quantization details.
 
 Importing this package does not import TensorFlow or Keras (the conversion
-worker process, ``python -m keras_opt.tflite.convert``, stays light).
+worker process, ``python -m keras_opt.tflite._convert``, stays light).
 
 Example:
     >>> from keras_opt.tflite import VARIANTS
@@ -17,23 +17,27 @@ Example:
     >>> from keras_opt.tflite import export
     >>> result = export(model, "tflite_models/digits", representative_data=x_cal,
     ...                 eval_data=(x_test, y_test))  # doctest: +SKIP
-    >>> result["int8"]["metrics"]  # doctest: +SKIP
+    >>> result["int8"].metrics  # doctest: +SKIP
+    {'accuracy': 0.97}
+    >>> result["int8"]["metrics"]  # mapping reads still work  # doctest: +SKIP
     {'accuracy': 0.97}
 """
 
-from keras_opt.tflite.benchmark import LatencyResult, benchmark
-from keras_opt.tflite.comparison import write_comparison
-from keras_opt.tflite.export import ExportResult, export
-from keras_opt.tflite.inspection import inspect_tflite
-from keras_opt.tflite.variants import VARIANTS, Variant
+from keras_opt.tflite._benchmark import LatencyResult, benchmark
+from keras_opt.tflite._comparison import write_comparison
+from keras_opt.tflite._export import export
+from keras_opt.tflite._inspection import inspect_tflite
+from keras_opt.tflite._result import ExportResult, VariantResult
+from keras_opt.tflite._variants import VARIANTS, Variant
 
 __all__ = [
     "export",
     "ExportResult",
+    "VariantResult",
     "benchmark",
     "LatencyResult",
     "inspect_tflite",
     "VARIANTS",
-    "write_comparison",
     "Variant",
+    "write_comparison",
 ]

@@ -165,13 +165,14 @@ class Deployment:
             isolation=self.isolation,
             mixed_budget=self.mixed_budget,
         )
-        entry: dict[str, Any]
+        error: str | None
         if self.variant in result.left_out:  # e.g. int16x8 of a quantization-aware trial
-            entry = {"error": f"{self.variant} {result.left_out[self.variant]}"}
+            entry, error = None, f"{self.variant} {result.left_out[self.variant]}"
         else:
             entry = result[self.variant]
-        if entry.get("error"):
-            logger.warning("Trial artifact failed to convert: %s", entry["error"])
+            error = entry.error
+        if entry is None or error:
+            logger.warning("Trial artifact failed to convert: %s", error)
             metrics = {
                 self.metric_key: -math.inf,
                 "tflite_size_kb": math.inf,
@@ -179,9 +180,9 @@ class Deployment:
             }
         else:
             metrics = {
-                self.metric_key: float(entry["metrics"][self.metric]),
-                "tflite_size_kb": entry["size_bytes"] / 1024.0,
-                "tflite_latency_ms": float(entry["latency_ms"]["p50"]),
+                self.metric_key: float((entry.metrics or {})[self.metric]),
+                "tflite_size_kb": (entry.size_bytes or 0) / 1024.0,
+                "tflite_latency_ms": float((entry.latency_ms or {})["p50"]),
             }
         metrics[SCORE] = self.score(metrics)
         return metrics

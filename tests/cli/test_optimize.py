@@ -18,7 +18,7 @@ import pytest
 from keras_opt.backend import flavor, keras
 from keras_opt.cli import main
 from keras_opt.cli.optimize import RECIPES
-from keras_opt.tflite.report import table_rows
+from keras_opt.tflite._report import table_rows
 from tests.conftest import build_residual_cnn, build_sequential_cnn, compile_classifier
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

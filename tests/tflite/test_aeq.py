@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from keras_opt.backend import keras
-from keras_opt.tflite import export, inspect_tflite
-from keras_opt.tflite.variants import resolve_variants
+from keras_opt.tflite import VariantResult, export, inspect_tflite
+from keras_opt.tflite._variants import resolve_variants
 from tests.conftest import build_sequential_cnn, compile_classifier
 
 AEQ_VARIANTS = ["float32", "int8", "int16x8", "int4_weights", "dynamic_int4", "int8_int16act"]
@@ -208,7 +208,7 @@ def test_bad_recipe_and_variant_names_get_a_clear_error(tiny_dense, tiny_data, t
     with pytest.raises(ValueError, match=r"`mixed_budget` must be >= 0"):
         export(tiny_dense, tmp_path, variants=["float32"], mixed_budget=-1)
     assert os.listdir(tmp_path) == []
-    from keras_opt.tflite.aeq import quantize_tflite
+    from keras_opt.tflite._aeq import quantize_tflite
 
     with pytest.raises(ValueError, match=r"Unknown AI Edge Quantizer recipe 'int4'"):
         quantize_tflite(b"", "int4")
@@ -240,11 +240,12 @@ def _qat_model(digits):
 
 def test_int16x8_of_a_qat_model_is_left_out_with_the_reason(digits, tmp_path):
     """Native QAT under Keras 3, TFMOT under tf_keras: int16x8 cannot carry int8 ranges."""
-    from keras_opt.tflite.convert import is_qat_model
+    from keras_opt.tflite._convert import is_qat_model
 
     _, _, x_test, y_test = digits
     model = _qat_model(digits)
     assert is_qat_model(model)
+    seen: list[VariantResult] = []
     result = export(
         model,
         tmp_path,
@@ -253,8 +254,18 @@ def test_int16x8_of_a_qat_model_is_left_out_with_the_reason(digits, tmp_path):
         runs=2,
         warmup=0,
         isolation="none",
+        on_variant=seen.append,
     )
     assert result.failed == {}
+    assert all(isinstance(v, VariantResult) for v in seen)
+    assert [(v.name, v.left_out is not None) for v in seen] == [
+        ("int8", False),
+        ("int16x8", True),
+        ("int4_weights", True),
+        ("mixed", True),
+    ]
+    assert seen[1].left_out == result.left_out["int16x8"]
+    assert seen[1].file is None
     assert result.manifest["model"]["qat"] is True
     assert [v["name"] for v in result.variants] == ["int8"]
     assert result["int8"]["ops"]["kernel_types"] == {"INT8": 2}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from keras_opt.tflite.data import InputSpec, collect_inputs, input_specs, load_npz
+from keras_opt.tflite._data import InputSpec, collect_inputs, input_specs, load_npz
 
 IMAGE = [InputSpec("image", (8, 8, 1), "float32")]
 TWO = [InputSpec("a", (3,), "float32"), InputSpec("b", (2,), "float32")]

@@ -8,8 +8,8 @@ import os
 import numpy as np
 import pytest
 
+from keras_opt.tflite import _convert as convert_mod
 from keras_opt.tflite import benchmark, export
-from keras_opt.tflite import convert as convert_mod
 
 
 def _listing(path):

@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from keras_opt.tflite.variants import DEFAULT_VARIANTS as VARIANTS
+from keras_opt.tflite._variants import DEFAULT_VARIANTS as VARIANTS
 
 REQUIRED_FIELDS = (
     "name",

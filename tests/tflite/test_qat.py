@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from keras_opt.tflite import export
-from keras_opt.tflite.convert import is_qat_model
+from keras_opt.tflite._convert import is_qat_model
 from tests.conftest import build_sequential_cnn, compile_classifier
 
 

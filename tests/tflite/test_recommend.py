@@ -7,16 +7,16 @@ import re
 
 import pytest
 
-from keras_opt.tflite import report
-from keras_opt.tflite._plot import pareto_front
-from keras_opt.tflite.comparison import (
+from keras_opt.tflite import _report as report
+from keras_opt.tflite._comparison import (
     comparison_rows,
     format_rows,
     recommend_comparison,
     write_comparison,
 )
-from keras_opt.tflite.recommend import recommend, recommendation_lines
-from keras_opt.tflite.result import ExportResult
+from keras_opt.tflite._plot import pareto_front
+from keras_opt.tflite._recommend import recommend, recommendation_lines
+from keras_opt.tflite._result import ExportResult
 
 
 def _variant(name, size, p50, acc, **extra):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from keras_opt.backend import is_tf_keras, keras
-from keras_opt.tflite import convert as convert_mod
+from keras_opt.tflite import _convert as convert_mod
 from keras_opt.tflite import export, inspect_tflite
 
 pytestmark = pytest.mark.slow

@@ -81,7 +81,7 @@ def recommend_rows(
     Args:
         rows: Sequence of dicts with ``name``, ``size_bytes``, ``latency_p50_ms``,
             ``metric`` and optionally ``error``, ``runtime_error`` and
-            ``same_file_as`` (as `keras_opt.tflite.report.table_rows` gives).
+            ``same_file_as`` (as `table_rows` gives).
         reference: Float or None. The Keras model's metric (None: not measured,
             no recommendation).
         metric: String. The metric's name, for the messages.
@@ -188,12 +188,12 @@ def recommend(manifest: Any, accuracy_budget: float = DEFAULT_ACCURACY_BUDGET) -
         ValueError: for a negative budget.
 
     Example:
-        >>> from keras_opt.tflite.recommend import recommend
+        >>> from keras_opt.tflite._recommend import recommend
         >>> rec = recommend(result, accuracy_budget=0.02)  # doctest: +SKIP
         >>> rec["smallest"]["name"], rec["why_not"]  # doctest: +SKIP
         ('int8', {'int16x8': 'accuracy 0.9100 is 4.0 points below ...'})
     """
-    from keras_opt.tflite.report import table_rows
+    from keras_opt.tflite._report import table_rows
 
     manifest = getattr(manifest, "manifest", manifest)
     if not isinstance(manifest, Mapping) or "variants" not in manifest:

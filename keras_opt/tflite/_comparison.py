@@ -18,14 +18,14 @@ from typing import Any
 
 from keras_opt import _validation as v
 from keras_opt._plotting import save_figure
-from keras_opt.tflite.convert import atomic_write
-from keras_opt.tflite.recommend import (
+from keras_opt.tflite._convert import atomic_write
+from keras_opt.tflite._recommend import (
     DEFAULT_ACCURACY_BUDGET,
     recommend_rows,
     recommendation_html,
     recommendation_markdown,
 )
-from keras_opt.tflite.report import table_rows
+from keras_opt.tflite._report import table_rows
 
 __all__ = ["write_comparison", "comparison_rows", "recommend_comparison", "format_rows"]
 
@@ -103,7 +103,7 @@ def recommend_comparison(
             (default: the first, e.g. the uncompressed baseline).
 
     Returns:
-        Dict as `keras_opt.tflite.recommend.recommend_rows`, with names
+        Dict as `recommend_rows`, with names
         ``"<model>/<variant>"`` and ``reference`` (the label used).
 
     Example:
@@ -170,6 +170,9 @@ def _cells(row: dict[str, Any], width: int | None = 60) -> list[str]:
 def format_rows(rows: list[dict[str, Any]]) -> str:
     """Plain-text table of `comparison_rows` (for terminals).
 
+    A failed, left-out or byte-identical variant gets one line of text after
+    its name instead of numbers.
+
     Args:
         rows: Output of `comparison_rows`.
 
@@ -178,25 +181,32 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
 
     Example:
         >>> print(format_rows([{"model": "base", "variant": "int8", "size_bytes": 2048,
-        ...     "gzip_bytes": 1500, "latency_p50_ms": 0.01, "metric": 0.98, "error": None}]))
+        ...     "gzip_bytes": 1500, "latency_p50_ms": 0.01, "metric": 0.98, "error": None},
+        ...     {"model": "base", "variant": "float16", "same_file_as": "int8", "error": None}]))
         model  variant   size  gzipped  p50 ms  accuracy
         base   int8     2,048    1,500  0.0100    0.9800
+        base   float16  same file as int8
     """
-    table = [list(HEADERS)] + [_cells(r) for r in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(HEADERS) - 1)] + [0]
-    out = []
-    for line in table:
-        cells = [
-            c.ljust(w) if i < 2 or line[2] in ("failed", "same file as") else c.rjust(w)
-            for i, (c, w) in enumerate(zip(line, widths, strict=True))
-        ]
-        out.append("  ".join(cells).rstrip())
-    return "\n".join(out)
+    from keras_opt.tflite._table import format_table
+
+    lines = []
+    for r in rows:
+        cells = _cells(r)
+        if cells[2] == "same file as":
+            lines.append([*cells[:2], f"same file as {cells[3]}"])
+        elif cells[2] == "failed":
+            lines.append([*cells[:2], f"failed: {cells[5]}"])
+        elif cells[2] == "left out":
+            reason = cells[5] if cells[5].startswith("left out") else f"left out: {cells[5]}"
+            lines.append([*cells[:2], reason])
+        else:
+            lines.append(cells)
+    return format_table(HEADERS, lines, left=2)
 
 
 def _plot(rows: list[dict[str, Any]], path: str, metric_name: str = "accuracy") -> str | None:
     from keras_opt.tflite._plot import size_latency_plot
-    from keras_opt.tflite.report import plot_points
+    from keras_opt.tflite._report import plot_points
 
     labels = list(dict.fromkeys(r["model"] for r in rows))
     points = []

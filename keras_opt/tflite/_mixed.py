@@ -3,7 +3,7 @@
 Plain int8 can lose accuracy on a few layers (outlier weights, wide activation
 ranges). ``mixed`` ranks every quantized layer by its quantization error, as
 measured by TensorFlow's ``QuantizationDebugger`` (``rmse / scale``: the error
-in quantization steps, see `keras_opt.tflite.debugger`), and keeps the
+in quantization steps, see `_debugger`), and keeps the
 smallest prefix of that ranking in float such that the file's metric on
 ``eval_data`` is at most ``budget`` below the float (Keras) model's. The model
 is calibrated once; each candidate deny-list is quantized again from the same
@@ -90,8 +90,8 @@ def mixed_int8(
     """
     import tensorflow as tf
 
-    from keras_opt.tflite.debugger import build_debugger, layer_errors
-    from keras_opt.tflite.parity import accuracy, run_tflite
+    from keras_opt.tflite._debugger import build_debugger, layer_errors
+    from keras_opt.tflite._parity import accuracy, run_tflite
 
     fn = accuracy if metric == "accuracy" else metric
     name = "accuracy" if metric == "accuracy" else getattr(metric, "__name__", "metric")

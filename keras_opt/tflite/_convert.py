@@ -7,7 +7,7 @@ export and ``"none"`` converts in-process. Files are written to a temporary
 name and moved into place with ``os.replace``: a failed or interrupted
 conversion leaves no partial ``.tflite``.
 
-This module is also the worker: ``python -m keras_opt.tflite.convert JOBS.json``.
+This module is also the worker: ``python -m keras_opt.tflite._convert JOBS.json``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_opt.tflite.variants import VARIANTS
+from keras_opt.tflite._variants import VARIANTS
 
 __all__ = [
     "save_source",
@@ -238,7 +238,7 @@ def convert_variant(
     """
     import tensorflow as tf
 
-    from keras_opt.tflite.data import as_generator
+    from keras_opt.tflite._data import as_generator
 
     variant = VARIANTS[variant_name]
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
@@ -300,7 +300,7 @@ def _run_job(job: dict) -> dict:
             data, mixed = _mixed_job(job, calibration)
         else:
             if job.get("denylist") or job.get("quant_debug"):
-                from keras_opt.tflite.debugger import quantization_debug
+                from keras_opt.tflite._debugger import quantization_debug
 
                 debug, data = quantization_debug(
                     job["saved_model"],
@@ -356,7 +356,7 @@ def _float_source(job: dict) -> bytes:
 
 
 def _aeq_job(job: dict, calibration: list[np.ndarray] | None) -> bytes:
-    from keras_opt.tflite.aeq import quantize_tflite
+    from keras_opt.tflite._aeq import quantize_tflite
 
     settings = job["settings"]
     return quantize_tflite(
@@ -371,7 +371,7 @@ def _aeq_job(job: dict, calibration: list[np.ndarray] | None) -> bytes:
 def _mixed_job(job: dict, calibration: list[np.ndarray] | None) -> tuple[bytes, dict]:
     import pickle
 
-    from keras_opt.tflite.mixed import mixed_int8
+    from keras_opt.tflite._mixed import mixed_int8
 
     spec = job["mixed"]
     with np.load(spec["eval"]) as npz:
@@ -429,7 +429,7 @@ def _run_subprocess(jobs: list[dict], workdir: str, log_path: str | None, tag: s
         log = open(log_path or os.devnull, "ab")  # noqa: SIM115
         try:
             proc = subprocess.run(
-                [sys.executable, "-m", "keras_opt.tflite.convert", job_file],
+                [sys.executable, "-m", "keras_opt.tflite._convert", job_file],
                 stdout=log,
                 stderr=log,
                 env=env,

@@ -6,7 +6,7 @@ the model's float units.
 
 Example:
     >>> import numpy as np
-    >>> from keras_opt.tflite.parity import parity_metrics
+    >>> from keras_opt.tflite._parity import parity_metrics
     >>> ref = [np.array([[0.9, 0.1], [0.2, 0.8]])]
     >>> got = [np.array([[0.8, 0.2], [0.6, 0.4]])]
     >>> p, m = parity_metrics(ref, got, y=np.array([0, 1]))
@@ -82,7 +82,7 @@ def run_tflite(
     """
     from ai_edge_litert.interpreter import Interpreter
 
-    from keras_opt.tflite.inspection import variable_tensor_count
+    from keras_opt.tflite._inspection import variable_tensor_count
 
     interp = Interpreter(model_content=content, num_threads=threads)
     interp.allocate_tensors()

@@ -10,7 +10,8 @@ import os
 from typing import Any
 
 from keras_opt._plotting import save_figure
-from keras_opt.tflite.convert import atomic_write
+from keras_opt.tflite._convert import atomic_write
+from keras_opt.tflite._result import variant_results
 
 __all__ = ["write_manifest", "write_report", "write_plot", "table_rows", "plot_points"]
 
@@ -47,33 +48,42 @@ def table_rows(manifest: dict[str, Any]) -> list[dict[str, Any]]:
         ('float32', 10, None)
     """
     rows = []
-    for v in manifest["variants"]:
-        lat = v.get("latency_ms") or {}
-        metrics = v.get("metrics") or {}
-        parity = v.get("parity") or {}
-        ops = v.get("ops") or {}
+    for v in variant_results(manifest):
+        lat = v.latency_ms or {}
+        metrics = v.metrics or {}
+        parity = v.parity or {}
+        ops = v.ops or {}
         rows.append(
             {
-                "name": v["name"],
-                "size_bytes": v.get("size_bytes"),
-                "gzip_bytes": v.get("gzip_bytes"),
+                "name": v.name,
+                "size_bytes": v.size_bytes,
+                "gzip_bytes": v.gzip_bytes,
                 "latency_p50_ms": lat.get("p50"),
                 "latency_mean_ms": lat.get("mean"),
                 "metric": next(iter(metrics.values()), None),
                 "max_abs_diff": parity.get("max_abs_diff"),
                 "top1_agreement": parity.get("top1_agreement"),
                 "builtin_only": ops.get("builtin_only"),
-                "batch_size": v.get("batch_size"),
-                "same_file_as": v.get("same_file_as"),
-                "runtime_error": v.get("runtime_error"),
-                "error": v.get("error"),
+                "batch_size": v.batch_size,
+                "same_file_as": v.same_file_as,
+                "runtime_error": v.runtime_error,
+                "error": v.error,
             }
         )
     return rows
 
 
 def write_manifest(out_dir: str, manifest: dict[str, Any]) -> str:
-    """Write ``manifest.json`` atomically; return its path."""
+    """Write ``manifest.json`` atomically; return its path.
+
+    Args:
+        out_dir: String. The export folder.
+        manifest: Dict. The manifest, its ``variants`` serialised by
+            `VariantResult.to_dict`.
+
+    Returns:
+        String. The path of ``manifest.json``.
+    """
     path = os.path.join(out_dir, "manifest.json")
     atomic_write(path, json.dumps(manifest, indent=2, sort_keys=False).encode())
     return path
@@ -99,7 +109,7 @@ def write_report(out_dir: str, manifest: dict[str, Any]) -> str:
     Returns:
         String. The path of ``report.md``.
     """
-    from keras_opt.tflite.recommend import recommend, recommendation_markdown
+    from keras_opt.tflite._recommend import recommend, recommendation_markdown
 
     metric_name = manifest.get("metric_name", "metric")
     keras_metric = (manifest.get("keras_metrics") or {}).get(metric_name)
@@ -144,19 +154,19 @@ def write_report(out_dir: str, manifest: dict[str, Any]) -> str:
     batch = manifest.get("batch_size") or {}
     if batch.get("reason"):
         notes.append(f"- Batch size: {batch['reason']}")
-    for v in manifest["variants"]:
-        ops = v.get("ops") or {}
-        if v.get("same_file_as"):
+    for v in variant_results(manifest):
+        ops = v.ops or {}
+        if v.same_file_as:
             notes.append(
-                f"- `{v['file']}` is byte-identical to `{v['same_file_as']}.tflite` (same "
+                f"- `{v.file}` is byte-identical to `{v.same_file_as}.tflite` (same "
                 "sha256): the converter produced one model for both settings; its numbers are "
-                f"those of {v['same_file_as']}."
+                f"those of {v.same_file_as}."
             )
-        if v.get("batch_note"):
-            notes.append(f"- `{v['name']}`: {v['batch_note']}")
-        if ops.get("variable_tensors") and not v.get("same_file_as"):
+        if v.batch_note:
+            notes.append(f"- `{v.name}`: {v.batch_note}")
+        if ops.get("variable_tensors") and not v.same_file_as:
             notes.append(
-                f"- `{v['file']}` keeps state in {ops['variable_tensors']} variable tensor(s) "
+                f"- `{v.file}` keeps state in {ops['variable_tensors']} variable tensor(s) "
                 "between invocations (a fused LSTM): the app must call "
                 "`interpreter.reset_all_variables()` (C++: `ResetVariableTensors()`) before "
                 "each independent input, as keras_opt's parity check does; without it the "
@@ -164,23 +174,22 @@ def write_report(out_dir: str, manifest: dict[str, Any]) -> str:
             )
         if ops.get("needs_flex_delegate"):
             notes.append(
-                f"- `{v['file']}` uses TensorFlow ops ({', '.join(ops['custom_ops'])}): the app "
+                f"- `{v.file}` uses TensorFlow ops ({', '.join(ops['custom_ops'])}): the app "
                 "needs the Flex delegate (select TF ops) to run it."
             )
-        if (v.get("delegate") or "").startswith("none ("):
-            notes.append(f"- `{v['name']}`: {v['delegate']}; latency measured without XNNPACK.")
-        if v.get("quant_debug"):
-            worst = ", ".join(w["layer"] for w in v["quant_debug"]["worst_layers"])
+        if (v.delegate or "").startswith("none ("):
+            notes.append(f"- `{v.name}`: {v.delegate}; latency measured without XNNPACK.")
+        if v.quant_debug:
+            worst = ", ".join(w["layer"] for w in v.quant_debug["worst_layers"])
             notes.append(
-                f"- `{v['name']}`: layers with the largest quantization error: {worst}. "
+                f"- `{v.name}`: layers with the largest quantization error: {worst}. "
                 "Pass them as `denylist=` to keep them in float."
             )
-        if v.get("mixed"):
-            mixed = v["mixed"]
-            kept = ", ".join(f"`{k['layer']}`" for k in mixed["kept_float"]) or "none"
-            notes.append(f"- `{v['name']}`: {mixed['summary']}. Kept in float: {kept}.")
-        if v.get("error"):
-            notes.append(f"- **{v['name']} failed**: {v['error']}")
+        if v.mixed:
+            kept = ", ".join(f"`{k['layer']}`" for k in v.mixed["kept_float"]) or "none"
+            notes.append(f"- `{v.name}`: {v.mixed['summary']}. Kept in float: {kept}.")
+        if v.error:
+            notes.append(f"- **{v.name} failed**: {v.error}")
     for d in manifest.get("left_out") or []:
         notes.append(f"- `{d['name']}` {d['reason']}")
     if notes:

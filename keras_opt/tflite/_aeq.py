@@ -9,7 +9,7 @@ weights in the int4 variants (AEQ has no int4 depthwise kernel), and checks
 that the result really holds quantized kernels.
 
 Example:
-    >>> from keras_opt.tflite.aeq import recipe_names
+    >>> from keras_opt.tflite._aeq import recipe_names
     >>> "weight_only_wi4_afp32" in recipe_names()
     True
 """
@@ -110,7 +110,7 @@ def quantize_tflite(
     """
     from ai_edge_quantizer import quantizer, recipe
 
-    from keras_opt.tflite.inspection import inspect_tflite
+    from keras_opt.tflite._inspection import inspect_tflite
 
     if recipe_name not in recipe_names():
         raise ValueError(

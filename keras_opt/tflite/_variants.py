@@ -25,7 +25,7 @@ AI Edge Quantizer (AEQ) variants quantize the float32 ``.tflite`` file of the
 same model with an AEQ recipe; ``mixed`` needs labeled ``eval_data``.
 
 Example:
-    >>> from keras_opt.tflite.variants import VARIANTS, resolve_variants
+    >>> from keras_opt.tflite._variants import VARIANTS, resolve_variants
     >>> [v.name for v in resolve_variants(["float32", "int8"])]
     ['float32', 'int8']
     >>> VARIANTS["int8"].needs_representative_data
@@ -63,8 +63,14 @@ class Variant:
         integer_io: Boolean. Input and output tensors are int8/uint8.
         engine: String. ``"converter"`` (``tf.lite.TFLiteConverter``), ``"aeq"``
             (an AI Edge Quantizer recipe applied to the float32 ``.tflite``) or
-            ``"mixed"`` (int8 with layers kept in float, see `keras_opt.tflite.mixed`).
+            ``"mixed"`` (int8 with layers kept in float; see `export`'s
+            ``mixed_budget``).
         recipe: String or None. The AEQ recipe function (``ai_edge_quantizer.recipe``).
+
+    Example:
+        >>> from keras_opt.tflite import VARIANTS
+        >>> VARIANTS["int8"].needs_representative_data, VARIANTS["int4_weights"].engine
+        (True, 'aeq')
     """
 
     name: str
@@ -216,7 +222,7 @@ DEFAULT_VARIANTS: tuple[str, ...] = (
 
 def _aeq_variant(key: str, raw: str, argument: str, names: object) -> Variant:
     """The `Variant` of ``aeq:<recipe>``; an unknown recipe gets the known ones listed."""
-    from keras_opt.tflite.aeq import recipe_names
+    from keras_opt.tflite._aeq import recipe_names
 
     recipe = key[len(AEQ_PREFIX) :]
     known = recipe_names()

@@ -7,7 +7,7 @@ gathered into one numpy array per model input, checked for shape and dtype.
 
 Example:
     >>> import numpy as np
-    >>> from keras_opt.tflite.data import InputSpec, collect_inputs
+    >>> from keras_opt.tflite._data import InputSpec, collect_inputs
     >>> specs = [InputSpec("image", (8, 8, 1), "float32")]
     >>> xs, y = collect_inputs(np.zeros((4, 8, 8, 1), "float32"), specs)
     >>> xs[0].shape, y is None

@@ -39,9 +39,9 @@ def build_debugger(
     """
     import tensorflow as tf
 
-    from keras_opt.tflite.convert import signature_input_names
-    from keras_opt.tflite.data import as_generator
-    from keras_opt.tflite.variants import VARIANTS
+    from keras_opt.tflite._convert import signature_input_names
+    from keras_opt.tflite._data import as_generator
+    from keras_opt.tflite._variants import VARIANTS
 
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
     sig = signature_input_names(saved_model_dir)
@@ -91,7 +91,7 @@ def layer_errors(debugger: Any) -> list[dict[str, Any]]:
 
 
 def _signature_order(saved_model_dir: str, keras_names: Sequence[str]) -> list[int]:
-    from keras_opt.tflite.convert import signature_input_names
+    from keras_opt.tflite._convert import signature_input_names
 
     sig = signature_input_names(saved_model_dir)
     if set(sig) == set(keras_names):

@@ -3,7 +3,7 @@
 Reads the flatbuffer with the schema that ships with ai-edge-litert.
 
 Example:
-    >>> from keras_opt.tflite.inspection import inspect_tflite
+    >>> from keras_opt.tflite._inspection import inspect_tflite
     >>> info = inspect_tflite("model.tflite")  # doctest: +SKIP
     >>> info["builtin_only"], info["dequantize_count"]  # doctest: +SKIP
     (True, 0)
