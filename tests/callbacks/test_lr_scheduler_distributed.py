@@ -6,22 +6,17 @@ so the run happens in a fresh subprocess (same Keras flavor as this run).
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
+
+from tests._fresh_process import run_script
 
 SCRIPT = textwrap.dedent(
     """
     import json, sys
     import numpy as np
     import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
     from keras_opt.backend import keras
     from keras_opt.callbacks import LRScheduler
     from keras_opt.schedules import OneCycle, WarmupDecay
@@ -66,19 +61,7 @@ SCRIPT = textwrap.dedent(
 def test_scheduler_under_mirrored_strategy_on_two_logical_cpus():
     from keras_opt.schedules import OneCycle
 
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=env,
-        cwd=root,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT"))
-    result = json.loads(line[len("RESULT") :])
+    result = run_script(SCRIPT, two_cpus=True)
     assert result["replicas"] == 2
     assert result["finite"]
     steps = 64 // 16

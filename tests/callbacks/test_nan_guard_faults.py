@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -15,6 +11,7 @@ import pytest
 from keras_opt.backend import keras
 from keras_opt.callbacks import LRScheduler, NaNGuard
 from keras_opt.schedules import OneCycle
+from tests._fresh_process import run_script
 from tests.conftest import build_sequential_cnn, compile_classifier
 
 BATCH = 100
@@ -179,9 +176,6 @@ SCRIPT = textwrap.dedent(
     import json, tempfile
     import numpy as np
     import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
     from keras_opt.backend import keras
     from keras_opt.callbacks import NaNGuard
 
@@ -219,19 +213,7 @@ SCRIPT = textwrap.dedent(
 
 @pytest.mark.slow
 def test_under_mirrored_strategy_on_two_logical_cpus():
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=env,
-        cwd=root,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT"))
-    result = json.loads(line[len("RESULT") :])
+    result = run_script(SCRIPT, two_cpus=True)
     assert result["replicas"] == 2
     assert [tuple(r) for r in result["rescues"]] == [(2, "loss")]
     assert result["lr"] == pytest.approx(0.05)

@@ -7,14 +7,13 @@ import csv
 import json
 import math
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 
 from keras_opt.callbacks import TrainingMonitor
+from tests._fresh_process import run_script
 from tests.conftest import build_residual_cnn, compile_classifier
 
 
@@ -242,10 +241,6 @@ _MIRRORED_SCRIPT = textwrap.dedent(
     import json, os, sys
     import numpy as np
     import tensorflow as tf
-    cpus = tf.config.list_physical_devices("CPU")
-    logical = [tf.config.LogicalDeviceConfiguration()] * 2
-    tf.config.set_logical_device_configuration(cpus[0], logical)
-    sys.path.insert(0, os.getcwd())
     from keras_opt.backend import keras
     from keras_opt.callbacks import ActivationMonitor, GradientMonitor, NaNGuard, TrainingMonitor
     from tests.conftest import build_residual_cnn, compile_classifier
@@ -287,19 +282,7 @@ _MIRRORED_SCRIPT = textwrap.dedent(
 
 
 def test_all_monitors_under_mirrored_strategy_with_two_cpu_devices():
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    proc = subprocess.run(
-        [sys.executable, "-c", _MIRRORED_SCRIPT],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert lines, proc.stdout[-3000:]
-    result = json.loads(lines[0][len("RESULT ") :])
+    result = run_script(_MIRRORED_SCRIPT, two_cpus=True)
     assert result["replicas"] == 2
     assert result["rescues"] == 1
     assert result["divergence"] == [2]

@@ -6,23 +6,17 @@ so the check runs in a fresh interpreter.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
+from tests._fresh_process import run_script
+
 SCRIPT = textwrap.dedent(
     """
-    import json, os
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    import json
     import numpy as np
     import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras_opt.optimization as kopt
     from tests.conftest import build_residual_cnn, compile_classifier
     from sklearn.datasets import load_digits
@@ -41,7 +35,7 @@ SCRIPT = textwrap.dedent(
     with strategy.scope():
         qat = compile_classifier(kopt.quantize(build_residual_cnn()))
     history = qat.fit(x, y, epochs=1, batch_size=64, verbose=0)
-    print(json.dumps({
+    print("RESULT", json.dumps({
         "replicas": strategy.num_replicas_in_sync,
         "masks_equal": bool(np.array_equal(masks[0], masks[1])),
         "mask_sparsity": float(1 - masks[0].mean()),
@@ -55,13 +49,9 @@ SCRIPT = textwrap.dedent(
 
 NATIVE_SCRIPT = textwrap.dedent(
     """
-    import json, os
-    os.environ["TF_USE_LEGACY_KERAS"] = "0"
+    import json
     import numpy as np
     import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras_opt.optimization as kopt
     from tests.conftest import build_residual_cnn, compile_classifier
     from sklearn.datasets import load_digits
@@ -88,7 +78,7 @@ NATIVE_SCRIPT = textwrap.dedent(
     history = qat.fit(x, y, epochs=1, batch_size=64, verbose=0)
     head_range = qat.get_layer("head").pre_activation_range.max
     ranges = [np.asarray(v.numpy()) for v in head_range.value.values]
-    print(json.dumps({
+    print("RESULT", json.dumps({
         "replicas": strategy.num_replicas_in_sync,
         "masks_equal": bool(np.array_equal(masks[0], masks[1])),
         "mask_sparsity": float(1 - masks[0].mean()),
@@ -103,25 +93,9 @@ NATIVE_SCRIPT = textwrap.dedent(
 )
 
 
-def _run(script: str, legacy: str) -> dict:
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = {**os.environ, "TF_USE_LEGACY_KERAS": legacy, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
 @pytest.mark.keras3_only
 def test_native_prune_cluster_and_qat_under_mirrored_strategy_keep_replicas_identical():
-    report = _run(NATIVE_SCRIPT, "0")
+    report = run_script(NATIVE_SCRIPT, legacy=False, two_cpus=True)
     assert report["replicas"] == 2
     assert report["masks_equal"]
     assert report["mask_sparsity"] == pytest.approx(0.5, abs=0.01)
@@ -135,7 +109,7 @@ def test_native_prune_cluster_and_qat_under_mirrored_strategy_keep_replicas_iden
 
 @pytest.mark.tf_keras_only
 def test_prune_and_qat_under_mirrored_strategy_keep_replicas_consistent():
-    report = _run(SCRIPT, "1")
+    report = run_script(SCRIPT, legacy=True, two_cpus=True)
     assert report["replicas"] == 2
     assert report["masks_equal"]
     assert report["mask_sparsity"] == pytest.approx(0.5, abs=0.01)

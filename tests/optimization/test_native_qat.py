@@ -130,10 +130,12 @@ def test_every_kernel_dense_included_has_one_int8_scale_per_output_channel(name,
             scales[kernel["shape"][axis]] = np.asarray(q["scales"])
     # The Dense head (10 units) is in the file as a per-channel 1x1 CONV_2D kernel of 10
     # scales, not a per-tensor FULLY_CONNECTED one; its scales differ from unit to unit.
-    assert 10 in scales and np.unique(scales[10]).size > 1
-    dense_units = {layer.layer.units for layer in qat.layers if hasattr(layer, "layer")
-                   and isinstance(layer.layer, keras.layers.Dense)}  # fmt: skip
-    assert dense_units and dense_units <= set(scales)
+    assert 10 in scales
+    assert np.unique(scales[10]).size > 1
+    dense = [layer.layer for layer in qat.layers if hasattr(layer, "layer")]
+    dense_units = {layer.units for layer in dense if isinstance(layer, keras.layers.Dense)}
+    assert dense_units
+    assert dense_units <= set(scales)
 
 
 def test_dense_on_inputs_with_unknown_inner_dimensions_keeps_a_per_tensor_kernel():
