@@ -6,9 +6,16 @@ ReLU, Conv32, global average pooling, Dense; Adam; batch 32) on sklearn digits.
 Each round fits every configuration once, in an order that rotates from round
 to round so that drifting load hits all of them; every fit's first epoch
 (tracing) is dropped. A configuration's ratio in a round is its median epoch
-time over plain fit's in the same round; the reported ratio is the median
-over rounds, with the spread (max - min over median) of the round ratios and
-the same for process CPU time. Configurations:
+time over plain fit's in the same round (``ratio``: the median over rounds,
+with the spread of the round ratios, and the same for process CPU time).
+Even on a quiet 2-core VM one plain fit per round makes those round ratios
+swing by 10-20%, so the verdict uses two estimators over all measured epochs
+of all rounds: the ratio of the fastest epochs (``min_ratio``: interference
+only adds time, so the fastest epoch is the least disturbed one) and the ratio
+of pooled medians (``pooled_ratio``). The target is met when ``min_ratio`` is
+within it, and the figure is noisy when the two estimators fall on different
+sides of the target (``estimators_agree``). ``--repeat-data`` repeats the
+digits in every epoch so that an epoch lasts long enough to average jitter. Configurations:
 
 * anchors: plain fit; a Keras ``CosineDecay`` in the optimizer; an empty
   per-batch Python callback; ``TensorBoard(histogram_freq=1)``;
@@ -19,7 +26,7 @@ the same for process CPU time. Configurations:
 
 Writes ``benchmarks/results/callback_overhead.json``. Measured, never asserted.
 
-    python benchmarks/callback_overhead.py [--epochs 5] [--rounds 3] [--flavor both]
+    python benchmarks/callback_overhead.py [--epochs 5] [--rounds 4] [--repeat-data 2]
 """
 
 from __future__ import annotations
@@ -72,7 +79,9 @@ def _spread(values: list[float]) -> float:
     return (max(values) - min(values)) / statistics.median(values)
 
 
-def measure(epochs: int, rounds: int, batch_size: int, only: list[str] | None) -> dict:
+def measure(
+    epochs: int, rounds: int, batch_size: int, only: list[str] | None, repeat_data: int = 1
+) -> dict:
     """Run the alternating rounds in this process's flavor; return the result dict."""
     import numpy as np
     from _common import EpochTimer
@@ -90,8 +99,8 @@ def measure(epochs: int, rounds: int, batch_size: int, only: list[str] | None) -
     from keras_opt.schedules import OneCycle
 
     d = load_digits()
-    x = (d.images / 16.0).astype("float32")[..., None]
-    y = d.target.astype("int64")
+    x = np.tile((d.images / 16.0).astype("float32")[..., None], (repeat_data, 1, 1, 1))
+    y = np.tile(d.target.astype("int64"), repeat_data)
     steps = int(np.ceil(len(x) / batch_size))
     probe = (x[:batch_size], y[:batch_size])
     logs = tempfile.mkdtemp(prefix="keras_opt_bench_tb_")
@@ -188,16 +197,29 @@ def measure(epochs: int, rounds: int, batch_size: int, only: list[str] | None) -
         ]
         target = TARGETS[name]
         ratio = statistics.median(ratios)
+        every = [t for ts in wall[name] for t in ts]
+        every_plain = [t for ts in wall["plain"] for t in ts]
+        # Interference only ever adds time: the fastest epochs are the least disturbed, so
+        # the verdict rests on the ratio of minima over all measured epochs; the ratio of
+        # pooled medians must agree with it, or the figure is noisy.
+        min_ratio = min(every) / min(every_plain)
+        pooled_ratio = statistics.median(every) / statistics.median(every_plain)
+        agree = None if target is None else (min_ratio <= target) == (pooled_ratio <= target)
         configs[name] = {
             "label": LABELS[name],
             "ratio": ratio,
             "round_ratios": ratios,
             "spread": _spread(ratios),
+            "min_ratio": min_ratio,
+            "pooled_ratio": pooled_ratio,
             "cpu_ratio": statistics.median(cpu_ratios),
             "cpu_round_ratios": cpu_ratios,
-            "median_epoch_s": statistics.median([t for ts in wall[name] for t in ts]),
+            "median_epoch_s": statistics.median(every),
+            "fastest_epoch_s": min(every),
+            "epochs_measured": len(every),
             "target_ratio": target,
-            "meets_target": None if target is None else ratio <= target,
+            "meets_target": None if target is None else min_ratio <= target,
+            "estimators_agree": agree,
         }
     return {
         "flavor": flavor(),
@@ -218,7 +240,10 @@ def measure(epochs: int, rounds: int, batch_size: int, only: list[str] | None) -
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5, help="per fit; the first is dropped")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument(
+        "--repeat-data", type=int, default=2, help="copies of the digits in one epoch"
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--flavor", choices=("both", "keras3", "tf_keras"), default="both")
     parser.add_argument("--only", default=None, help="comma-separated configurations")
@@ -237,13 +262,16 @@ def main(argv: list[str] | None = None) -> dict:
     from _common import write_result
 
     if args.flavor != "both":
-        return write_result(measure(args.epochs, args.rounds, args.batch_size, only), args.out)
+        return write_result(
+            measure(args.epochs, args.rounds, args.batch_size, only, args.repeat_data), args.out
+        )
     # Keras 3 here; tf_keras in a fresh process (the flavor is fixed at import).
     legacy_out = args.out + ".tf_keras.json"
     cmd = [sys.executable, os.path.abspath(__file__), "--flavor", "tf_keras", "--out", legacy_out]
     cmd += ["--epochs", str(args.epochs), "--rounds", str(args.rounds)]
+    cmd += ["--repeat-data", str(args.repeat_data)]
     cmd += ["--batch-size", str(args.batch_size)] + (["--only", args.only] if args.only else [])
-    keras3 = measure(args.epochs, args.rounds, args.batch_size, only)
+    keras3 = measure(args.epochs, args.rounds, args.batch_size, only, args.repeat_data)
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:

@@ -182,16 +182,35 @@ def _callback_overhead(r: dict) -> list[Row]:
             if name == "plain":
                 continue
             target = c["target_ratio"]
+            rounds = ", ".join(f"{x:.3f}" for x in c["round_ratios"])
+            if "min_ratio" not in c:  # a result from before the two estimators
+                rows.append(
+                    _row(
+                        f"{c['label']} vs plain fit ({flavor})",
+                        f"{c['ratio']:.3f} (median epoch {c['median_epoch_s']:.3f} s; CPU time "
+                        f"{c['cpu_ratio']:.3f}; round ratios {rounds})",
+                        "none (anchor)" if target is None else f"<= {target}",
+                        c["meets_target"],
+                        c["spread"],
+                    )
+                )
+                continue
+            noise = None
+            if c.get("estimators_agree") is False:
+                noise = (
+                    f"ratio of fastest epochs {c['min_ratio']:.3f} and of pooled medians "
+                    f"{c['pooled_ratio']:.3f} fall on different sides of {target}"
+                )
             rows.append(
                 _row(
                     f"{c['label']} vs plain fit ({flavor})",
-                    f"{c['ratio']:.3f} (median epoch {c['median_epoch_s']:.3f} s; CPU time "
-                    f"{c['cpu_ratio']:.3f}; round ratios "
-                    + ", ".join(f"{x:.3f}" for x in c["round_ratios"])
-                    + ")",
+                    f"{c['min_ratio']:.3f} fastest epochs, {c['pooled_ratio']:.3f} pooled "
+                    f"medians ({c['epochs_measured']} epochs, fastest "
+                    f"{c['fastest_epoch_s']:.3f} s; CPU time {c['cpu_ratio']:.3f}; round "
+                    f"ratios {rounds})" + (" (noisy)" if noise else ""),
                     "none (anchor)" if target is None else f"<= {target}",
                     c["meets_target"],
-                    c["spread"],
+                    script_noise=noise,
                 )
             )
     return rows
@@ -482,11 +501,24 @@ BENCHMARKS = (
         "callback_overhead.py",
         False,
         (),
-        ("--epochs", "2", "--rounds", "1", "--batch-size", "128", "--only", "nan_guard"),
-        1200,
+        (
+            "--epochs",
+            "2",
+            "--rounds",
+            "1",
+            "--batch-size",
+            "128",
+            "--repeat-data",
+            "1",
+            "--only",
+            "nan_guard",
+        ),
+        1500,
         _callback_overhead,
         flavor="keras3 + tf_keras",
-        noise=NoisePolicy(max_load_per_core=0.5, max_spread=0.03, max_attempts=3),
+        # Rows judge themselves on two estimators (see callback_overhead.py); the runner repeats
+        # a run that other processes disturbed.
+        noise=NoisePolicy(max_load_per_core=0.5, max_attempts=2),
     ),
     Benchmark(
         "tflite_latency",

@@ -52,19 +52,14 @@ def _calibration_samples(
     """AEQ's calibration data: ``{signature: [{input: batch}, ...]}`` in the file's batch."""
     from ai_edge_litert.interpreter import Interpreter
 
+    from keras_opt.tflite._runtime import signature_inputs
+
     interp = Interpreter(model_content=float_model)
     signatures = interp.get_signature_list()
     key = next(iter(signatures))
     runner = interp.get_signature_runner(key)
-    details = runner.get_input_details()
-    sig_names = list(details)
-    if set(sig_names) == set(input_names):
-        mapping = dict(zip(input_names, input_names, strict=True))
-    else:  # unnamed or renamed inputs: by position
-        mapping = dict(zip(input_names, sig_names, strict=False))
-    first = details[sig_names[0]]
-    shape = first.get("shape_signature", first["shape"])
-    step = int(shape[0]) if len(shape) and int(shape[0]) > 0 else 1
+    mapping, fixed = signature_inputs(runner.get_input_details(), input_names)
+    step = fixed if fixed > 0 else 1
     n = calibration[0].shape[0] - calibration[0].shape[0] % step
     samples = [
         {

@@ -83,6 +83,7 @@ def run_tflite(
     from ai_edge_litert.interpreter import Interpreter
 
     from keras_opt.tflite._inspection import variable_tensor_count
+    from keras_opt.tflite._runtime import signature_inputs
 
     interp = Interpreter(model_content=content, num_threads=threads)
     interp.allocate_tensors()
@@ -92,16 +93,10 @@ def run_tflite(
     runner = interp.get_signature_runner()
     in_det = runner.get_input_details()
     out_det = runner.get_output_details()
-    sig_in = list(in_det)
-    if set(input_names) == set(sig_in):
-        mapping = dict(zip(input_names, input_names, strict=False))
-    else:  # unnamed or renamed inputs: by position
-        mapping = dict(zip(input_names, sig_in, strict=False))
+    mapping, fixed = signature_inputs(in_det, input_names)
     order = _ordered_outputs(list(out_det), output_names)
     chunks: list[list[np.ndarray]] = [[] for _ in order]
     n = inputs[0].shape[0]
-    first = next(iter(in_det.values()))
-    fixed = int(first.get("shape_signature", first["shape"])[0]) if len(first["shape"]) else -1
     step = fixed if fixed > 0 else batch_size  # a fixed-batch model takes exactly that many
     for start in range(0, n, step):
         feed = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["read_tflite", "open_interpreter"]
+__all__ = ["read_tflite", "open_interpreter", "signature_inputs"]
 
 _MAGIC = b"TFL3"
 
@@ -79,3 +79,27 @@ def open_interpreter(
             f"(Flex) ops, run it with a runtime that links the Flex delegate."
         ) from None
     return interp, delegate, (time.perf_counter() - t0) * 1000
+
+
+def signature_inputs(input_details: dict[str, Any], input_names: Any) -> tuple[dict[str, str], int]:
+    """Map Keras input names to a signature runner's inputs, and read the file's batch.
+
+    Args:
+        input_details: ``runner.get_input_details()`` of a signature runner.
+        input_names: The Keras model's input names, in order.
+
+    Returns:
+        ``(mapping, fixed_batch)``: Keras name -> signature input name (by name when
+        the sets match, else by position: unnamed or renamed inputs), and the batch
+        axis of the first input (-1 when it is dynamic or the input is a scalar).
+    """
+    signature_names = list(input_details)
+    names = list(input_names)
+    if set(signature_names) == set(names):
+        mapping = dict(zip(names, names, strict=True))
+    else:
+        mapping = dict(zip(names, signature_names, strict=False))
+    first = input_details[signature_names[0]]
+    shape = first.get("shape_signature", first["shape"])
+    fixed = int(shape[0]) if len(shape) and int(shape[0]) > 0 else -1
+    return mapping, fixed

@@ -171,8 +171,12 @@ class Deployment:
         else:
             entry = result[self.variant]
             error = entry.error
+            if error is None and entry.runtime_error:
+                error = f"LiteRT cannot run the {self.variant} file: {entry.runtime_error}"
+            elif error is None and self.metric not in (entry.metrics or {}):
+                error = f"the {self.variant} file has no measured {self.metric!r}"
         if entry is None or error:
-            logger.warning("Trial artifact failed to convert: %s", error)
+            logger.warning("Trial artifact scored -inf: %s", error)
             metrics = {
                 self.metric_key: -math.inf,
                 "tflite_size_kb": math.inf,

@@ -186,3 +186,33 @@ def test_trial_models_are_stripped_of_pruning_wrappers_before_export(tmp_path):
     names = [layer.name for layer in exported.layers if "input" not in layer.name]
     assert names == [layer.name for layer in model.layers]
     assert tuner._export_model(model) is model  # plain models are exported as they are
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        ({"runtime_error": "Didn't find op for builtin opcode 'FOO'"}, "LiteRT cannot run"),
+        ({"metrics": {}}, "has no measured 'accuracy'"),
+        ({"error": "Conversion failed: boom"}, "Conversion failed: boom"),
+    ],
+)
+def test_a_file_that_cannot_be_run_or_scored_makes_the_trial_minus_infinity(
+    entry, reason, monkeypatch, caplog, tmp_path
+):
+    import keras_opt.tflite
+    from keras_opt.tflite import ExportResult, VariantResult
+
+    measured = {"file": "float16.tflite", "size_bytes": 2048, "latency_ms": {"p50": 0.1}}
+    variant = VariantResult.from_dict({"name": "float16", **measured, **entry})
+    manifest = {"variants": [variant.to_dict()], "left_out": []}
+
+    def fake_export(*args, **kwargs):
+        return ExportResult(str(tmp_path), manifest, None, None, None)
+
+    monkeypatch.setattr(keras_opt.tflite, "export", fake_export)
+    deployment = Deployment(eval_data=([0.0], [0]), variant="float16", isolation="none")
+    with caplog.at_level("WARNING", logger="keras_opt.tuning.deployment"):
+        metrics = deployment.measure(object(), str(tmp_path))
+    assert metrics["deploy_score"] == -math.inf
+    assert metrics["tflite_accuracy"] == -math.inf
+    assert reason in caplog.text
