@@ -3,19 +3,17 @@
 One process per Keras flavor (the tf_keras half runs in a subprocess with
 ``TF_USE_LEGACY_KERAS=1``), the digits CNN of issue 14 (Conv32 + BatchNorm +
 ReLU, Conv32, global average pooling, Dense; Adam; batch 32) on sklearn digits.
-Each round fits every configuration once, in an order that rotates from round
-to round so that drifting load hits all of them; every fit's first epoch
-(tracing) is dropped. A configuration's ratio in a round is its median epoch
-time over plain fit's in the same round (``ratio``: the median over rounds,
-with the spread of the round ratios, and the same for process CPU time).
-Even on a quiet 2-core VM one plain fit per round makes those round ratios
-swing by 10-20%, so the verdict uses two estimators over all measured epochs
-of all rounds: the ratio of the fastest epochs (``min_ratio``: interference
-only adds time, so the fastest epoch is the least disturbed one) and the ratio
-of pooled medians (``pooled_ratio``). The target is met when ``min_ratio`` is
-within it, and the figure is noisy when the two estimators fall on different
-sides of the target (``estimators_agree``). ``--repeat-data`` repeats the
-digits in every epoch so that an epoch lasts long enough to average jitter. Configurations:
+Each configuration is timed in pairs with plain fit: a fresh model and
+fit each, the first epoch (tracing) dropped, the median of the other epochs
+kept; a pair runs the two back to back, in ABBA order from round to round, so
+that the shared VM's slow phases (seconds long, and invisible as steal or
+other processes' CPU) hit both halves alike. A configuration's ratio is the
+median over ``--rounds`` pairs of (its epoch time / plain's in the same
+pair), with a distribution-free 90% interval for that median (order
+statistics: 8 pairs give the 2nd smallest to the 2nd largest). The target is
+met when the whole interval is within it, missed when the whole interval is
+above it, and noisy otherwise. Process CPU time ratios are reported too.
+Configurations:
 
 * anchors: plain fit; a Keras ``CosineDecay`` in the optimizer; an empty
   per-batch Python callback; ``TensorBoard(histogram_freq=1)``;
@@ -26,13 +24,14 @@ digits in every epoch so that an epoch lasts long enough to average jitter. Conf
 
 Writes ``benchmarks/results/callback_overhead.json``. Measured, never asserted.
 
-    python benchmarks/callback_overhead.py [--epochs 5] [--rounds 4] [--repeat-data 2]
+    python benchmarks/callback_overhead.py [--epochs 3] [--rounds 8] [--repeat-data 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -71,6 +70,29 @@ LABELS = {
     "nan_guard": "NaNGuard()",
     "standard_set": "LRScheduler + TrainingMonitor + NaNGuard",
 }
+
+
+INTERVAL_COVERAGE = 0.9
+
+
+def median_interval(
+    values: list[float], coverage: float = INTERVAL_COVERAGE
+) -> tuple[float, float]:
+    """Distribution-free interval for the median: order statistics (binomial, no normality).
+
+    The k-th smallest and k-th largest of n values bracket the median with probability
+    1 - 2 P(Bin(n, 1/2) < k); k is the largest that keeps that at least ``coverage``.
+    """
+    ordered = sorted(values)
+    n = len(ordered)
+    k, tail = 1, 0.0
+    while True:
+        tail += math.comb(n, k - 1) / 2**n  # P(Bin(n, 1/2) <= k - 1)
+        if 1 - 2 * tail < coverage or k > n // 2:
+            break
+        k += 1
+    k = max(1, k - 1)
+    return ordered[k - 1], ordered[n - k]
 
 
 def _spread(values: list[float]) -> float:
@@ -152,74 +174,66 @@ def measure(
         return build(lr), callbacks
 
     names = [n for n in TARGETS if only is None or n in only or n == "plain"]
-    wall: dict[str, list[list[float]]] = {n: [] for n in names}
-    cpu: dict[str, list[list[float]]] = {n: [] for n in names}
     loads = []
-    for r in range(rounds):
-        order = names[r % len(names) :] + names[: r % len(names)]
-        if r % 2:
-            order.reverse()
-        for name in order:
-            model, callbacks = configure(name)
-            timer = EpochTimer()
-            with Window() as window:
-                model.fit(
-                    x,
-                    y,
-                    batch_size=batch_size,
-                    epochs=epochs,
-                    callbacks=[*callbacks, timer],
-                    verbose=0,
-                )
-            w = window.record
-            loads.append(
-                {
-                    "config": name,
-                    "round": r,
-                    "load_1min_before": w["load_average_1min_before"],
-                    "load_1min_after": w["load_average_1min_after"],
-                    "cpu_wall_ratio": w["own_cores_used"],
-                    "other_processes_cores_used": w["other_processes_cores_used"],
-                    "steal_cores": w["steal_cores"],
-                }
+
+    def timed_fit(name: str, r: int) -> tuple[float, float]:
+        """One fresh fit of ``name``; its measured epochs' median wall and CPU time."""
+        model, callbacks = configure(name)
+        timer = EpochTimer()
+        with Window() as window:
+            model.fit(
+                x, y, batch_size=batch_size, epochs=epochs, callbacks=[*callbacks, timer], verbose=0
             )
-            wall[name].append(timer.times[1:])
-            cpu[name].append(timer.cpu_times[1:])
+        w = window.record
+        loads.append(
+            {
+                "config": name,
+                "round": r,
+                "load_1min_before": w["load_average_1min_before"],
+                "load_1min_after": w["load_average_1min_after"],
+                "cpu_wall_ratio": w["own_cores_used"],
+                "other_processes_cores_used": w["other_processes_cores_used"],
+                "steal_cores": w["steal_cores"],
+            }
+        )
+        return statistics.median(timer.times[1:]), statistics.median(timer.cpu_times[1:])
+
+    others = [n for n in names if n != "plain"]
+    pairs: dict[str, list[tuple[float, float, float, float]]] = {n: [] for n in others}
+    for r in range(rounds):
+        order = others[r % len(others) :] + others[: r % len(others)]
+        for name in order:
+            # Each configuration is timed next to its own plain fit, in ABBA order, so that the
+            # machine's slow phases (seconds long on a shared VM) hit both halves of a pair.
+            if r % 2 == 0:
+                plain, config = timed_fit("plain", r), timed_fit(name, r)
+            else:
+                config, plain = timed_fit(name, r), timed_fit("plain", r)
+            pairs[name].append((*config, *plain))
     configs = {}
-    for name in names:
-        ratios = [
-            statistics.median(w) / statistics.median(p)
-            for w, p in zip(wall[name], wall["plain"], strict=True)
-        ]
-        cpu_ratios = [
-            statistics.median(c) / statistics.median(p)
-            for c, p in zip(cpu[name], cpu["plain"], strict=True)
-        ]
+    for name in others:
+        ratios = [w / pw for w, _, pw, _ in pairs[name]]
+        cpu_ratios = [c / pc for _, c, _, pc in pairs[name]]
+        low, high = median_interval(ratios)
         target = TARGETS[name]
         ratio = statistics.median(ratios)
-        every = [t for ts in wall[name] for t in ts]
-        every_plain = [t for ts in wall["plain"] for t in ts]
-        # Interference only ever adds time: the fastest epochs are the least disturbed, so
-        # the verdict rests on the ratio of minima over all measured epochs; the ratio of
-        # pooled medians must agree with it, or the figure is noisy.
-        min_ratio = min(every) / min(every_plain)
-        pooled_ratio = statistics.median(every) / statistics.median(every_plain)
-        agree = None if target is None else (min_ratio <= target) == (pooled_ratio <= target)
+        verdict = None
+        if target is not None:
+            verdict = "met" if high <= target else "missed" if low > target else "noisy"
         configs[name] = {
             "label": LABELS[name],
             "ratio": ratio,
-            "round_ratios": ratios,
+            "pair_ratios": ratios,
+            "interval": [low, high],
+            "interval_coverage": INTERVAL_COVERAGE,
             "spread": _spread(ratios),
-            "min_ratio": min_ratio,
-            "pooled_ratio": pooled_ratio,
             "cpu_ratio": statistics.median(cpu_ratios),
-            "cpu_round_ratios": cpu_ratios,
-            "median_epoch_s": statistics.median(every),
-            "fastest_epoch_s": min(every),
-            "epochs_measured": len(every),
+            "cpu_pair_ratios": cpu_ratios,
+            "median_epoch_s": statistics.median(w for w, _, _, _ in pairs[name]),
+            "plain_median_epoch_s": statistics.median(pw for _, _, pw, _ in pairs[name]),
             "target_ratio": target,
-            "meets_target": None if target is None else min_ratio <= target,
-            "estimators_agree": agree,
+            "meets_target": None if target is None else ratio <= target,
+            "verdict": verdict,
         }
     return {
         "flavor": flavor(),
@@ -239,10 +253,10 @@ def measure(
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=5, help="per fit; the first is dropped")
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=3, help="per fit; the first is dropped")
+    parser.add_argument("--rounds", type=int, default=8, help="pairs per configuration")
     parser.add_argument(
-        "--repeat-data", type=int, default=2, help="copies of the digits in one epoch"
+        "--repeat-data", type=int, default=1, help="copies of the digits in one epoch"
     )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--flavor", choices=("both", "keras3", "tf_keras"), default="both")

@@ -10,7 +10,16 @@ import pytest
 import keras_opt
 from keras_opt import hardware
 
-PACKAGES = ("callbacks", "hardware", "diagnostics", "schedules", "optimization", "tuning", "tflite")
+PACKAGES = (
+    "callbacks",
+    "hardware",
+    "diagnostics",
+    "schedules",
+    "optimization",
+    "tuning",
+    "tflite",
+    "cli",
+)
 
 
 def _public_modules():

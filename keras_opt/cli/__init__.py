@@ -1,6 +1,6 @@
 """The ``keras-opt`` command line.
 
-Each sub-command lives in its own module under ``keras_opt.cli`` and exposes
+Each sub-command lives in its own private module under ``keras_opt.cli`` and exposes
 ``register(subparsers)``; `COMMANDS` lists those modules. The parser is
 built without importing TensorFlow, so ``keras-opt --help`` is instant.
 
@@ -23,10 +23,10 @@ __all__ = ["main", "build_parser", "COMMANDS"]
 
 #: Sub-command modules, in the order ``--help`` lists them.
 COMMANDS: tuple[str, ...] = (
-    "keras_opt.cli.demo",
-    "keras_opt.cli.convert",
-    "keras_opt.cli.benchmark",
-    "keras_opt.cli.optimize",
+    "keras_opt.cli._demo",
+    "keras_opt.cli._convert",
+    "keras_opt.cli._benchmark",
+    "keras_opt.cli._optimize",
 )
 
 

@@ -70,7 +70,7 @@ def _unregistered_classes(path: str) -> list[str]:
 def load(path: str, unsafe: bool, saved: str | None) -> Any:
     """Load MODEL with the flavor that saved it (`optimize.run` chose it before TF loaded)."""
     from keras_opt.backend import flavor
-    from keras_opt.cli.convert import load_model
+    from keras_opt.cli._convert import load_model
 
     if saved is not None and saved != flavor():
         wrote = "Keras 3" if saved == "keras3" else "tf_keras (Keras 2)"

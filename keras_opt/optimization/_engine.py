@@ -69,7 +69,13 @@ def compression_of(model: Any) -> frozenset[str]:
     from keras_opt.optimization._graph import iter_layers
 
     backend.check_model(model)
-    return frozenset(kind for kind in (wrapper_kind(layer) for layer in iter_layers(model)) if kind)
+    kinds = set()
+    for layer in iter_layers(model):
+        # A wrapper may hold another (e.g. a TFMOT quantize wrapper around a pruned layer).
+        while (kind := wrapper_kind(layer)) is not None:
+            kinds.add(kind)
+            layer = getattr(layer, "layer", None)
+    return frozenset(kinds)
 
 
 def unwrap(layer: Any) -> Any:

@@ -48,28 +48,18 @@ ISOLATION_MODES = ("variant", "export", "none")
 _RUN_IDS = itertools.count()
 
 _INTERPRETER_WARNING = ".*tf.lite.Interpreter is deprecated.*"
-_QAT_LAYERS = {"QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer", "QuantizeAnnotate"}
 
 
 def is_qat_model(model: Any) -> bool:
     """Return True if ``model`` carries quantization-aware-training layers.
 
     Both engines count: TFMOT's quantize wrappers (tf_keras) and keras_opt's native
-    ``QuantizeKernel``/``QuantizeOutput`` (Keras 3), nested models included, as
-    recognised by `keras_opt.optimization._engine.wrapper_kind`.
+    ``QuantizeKernel``/``QuantizeOutput`` (Keras 3), nested models included: it is
+    ``"quantize" in keras_opt.optimization.compression_of(model)``.
     """
-    from keras_opt.optimization._engine import wrapper_kind
+    from keras_opt.optimization import compression_of
 
-    stack = list(getattr(model, "layers", []))
-    while stack:
-        layer = stack.pop()
-        if type(layer).__name__ in _QAT_LAYERS or wrapper_kind(layer) == "quantize":
-            return True
-        stack.extend(getattr(layer, "layers", []) or [])
-        inner = getattr(layer, "layer", None)  # a wrapper around a quantized layer
-        if inner is not None:
-            stack.append(inner)
-    return False
+    return "quantize" in compression_of(model)
 
 
 #: Layer classes whose TensorFlow graph holds a while loop over time steps.

@@ -81,8 +81,9 @@ def test_run_all_quick_writes_results_json_and_markdown(quick_run):
         config = entry["result"]["flavors"][flavor]["configs"]["nan_guard"]
         assert row["target"] == "<= 1.02"
         assert row["verdict"] in ("met", "missed", "noisy")
-        assert row["met"] == (config["min_ratio"] <= 1.02)
-        assert row["value"].startswith(f"{config['min_ratio']:.3f} fastest epochs")
+        low, high = config["interval"]
+        assert row["met"] == (high <= 1.02)
+        assert row["value"].startswith(f"{config['ratio']:.3f} (90% interval {low:.3f}-{high:.3f}")
         if row["verdict"] != "noisy":
             assert row["met"] == (row["verdict"] == "met")
     markdown = (out / "RESULTS.md").read_text()
@@ -94,42 +95,46 @@ def test_run_all_quick_writes_results_json_and_markdown(quick_run):
     assert f"{report['machine']['cores']} cores" in markdown
 
 
-def _overhead_result(min_ratio, pooled_ratio):
+def _overhead_result(low, high):
     config = {
         "label": "NaNGuard()",
-        "ratio": pooled_ratio,
-        "round_ratios": [0.9, 1.1],
+        "ratio": (low + high) / 2,
+        "pair_ratios": [low, (low + high) / 2, high],
+        "interval": [low, high],
+        "interval_coverage": 0.9,
         "spread": 0.2,
-        "min_ratio": min_ratio,
-        "pooled_ratio": pooled_ratio,
         "cpu_ratio": 1.0,
         "median_epoch_s": 0.5,
-        "fastest_epoch_s": 0.4,
-        "epochs_measured": 16,
+        "plain_median_epoch_s": 0.5,
         "target_ratio": 1.02,
-        "meets_target": min_ratio <= 1.02,
-        "estimators_agree": (min_ratio <= 1.02) == (pooled_ratio <= 1.02),
+        "meets_target": (low + high) / 2 <= 1.02,
+        "verdict": "met" if high <= 1.02 else "missed" if low > 1.02 else "noisy",
     }
     return {"flavors": {"keras3": {"configs": {"plain": {}, "nan_guard": config}}}}
 
 
 @pytest.mark.parametrize(
-    ("min_ratio", "pooled_ratio", "verdict"),
-    [(1.01, 0.99, "met"), (1.06, 1.08, "missed"), (1.01, 1.10, "noisy")],
+    ("low", "high", "verdict"),
+    [(0.97, 1.01, "met"), (1.03, 1.09, "missed"), (0.99, 1.05, "noisy")],
 )
-def test_overhead_verdict_rests_on_fastest_epochs_and_needs_pooled_medians_to_agree(
-    min_ratio, pooled_ratio, verdict
-):
+def test_overhead_verdict_needs_the_whole_interval_on_one_side_of_the_target(low, high, verdict):
     bench = next(b for b in run_all.BENCHMARKS if b.name == "callback_overhead")
-    rows = run_all.judge(
-        run_all._callback_overhead(_overhead_result(min_ratio, pooled_ratio)), [], bench.noise
-    )
+    rows = run_all.judge(run_all._callback_overhead(_overhead_result(low, high)), [], bench.noise)
     (row,) = rows
     assert row["verdict"] == verdict
+    assert f"90% interval {low:.3f}-{high:.3f}, 3 pairs" in row["value"]
     if verdict == "noisy":
-        assert "fall on different sides of 1.02" in row["noise"]
-    # The round ratios spread 20%: shown, but not a reason to call the row noisy.
-    assert "round ratios 0.900, 1.100" in row["value"]
+        assert "straddles 1.02" in row["noise"]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [(list(range(8)), (1, 6)), (list(range(12)), (2, 9)), ([5, 1, 3, 2], (1, 5))],
+)
+def test_median_interval_uses_binomial_order_statistics(values, expected):
+    import callback_overhead
+
+    assert callback_overhead.median_interval(values) == expected
 
 
 def test_run_all_rejects_unknown_benchmark_name(tmp_path):

@@ -17,7 +17,7 @@ import pytest
 
 from keras_opt.backend import flavor, keras
 from keras_opt.cli import main
-from keras_opt.cli.optimize import RECIPES
+from keras_opt.cli._optimize import RECIPES
 from keras_opt.tflite._report import table_rows
 from tests.conftest import build_residual_cnn, build_sequential_cnn, compile_classifier
 
