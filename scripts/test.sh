@@ -20,6 +20,9 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
 fi
 
 mkdir -p .test-logs
+# Two sessions share the cores: one TensorFlow thread pool thread each (intra- and inter-op),
+# instead of each sizing its pools to every core and the two oversubscribing the machine.
+export TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 OMP_NUM_THREADS=1
 echo "== pytest under Keras 3 and tf_keras, in parallel (logs in .test-logs/)"
 TF_USE_LEGACY_KERAS=0 $PY -m pytest --basetemp=.test-logs/tmp-keras3 "$@" \
   > .test-logs/keras3.log 2>&1 &

@@ -3,7 +3,8 @@
 The suite runs twice, once per Keras flavor (see scripts/test.sh). Tests that
 need one flavor use the ``tf_keras_only`` / ``keras3_only`` markers and are
 skipped in the other run; the error the other flavor raises is tested
-separately.
+separately. A test that starts both flavors itself is marked ``one_session``
+and runs only in the tf_keras run.
 """
 
 from __future__ import annotations
@@ -35,9 +36,12 @@ def _pin_flavor_for_subprocesses():
 def pytest_collection_modifyitems(config, items):
     other = "keras3_only" if backend.is_tf_keras() else "tf_keras_only"
     skip = pytest.mark.skip(reason=f"needs the other Keras flavor (running {backend.flavor()})")
+    once = pytest.mark.skip(reason="starts both flavors itself: runs in the tf_keras session")
     for item in items:
         if other in item.keywords:
             item.add_marker(skip)
+        elif "one_session" in item.keywords and not backend.is_tf_keras():
+            item.add_marker(once)
 
 
 @pytest.fixture(scope="session")

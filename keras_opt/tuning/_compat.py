@@ -148,7 +148,7 @@ class TfKerasSupport:
 
     Example:
         >>> import keras_tuner as kt
-        >>> from keras_opt.tuning import TfKerasSupport
+        >>> from keras_opt.tuning._compat import TfKerasSupport
         >>> class MyTuner(TfKerasSupport, kt.RandomSearch):
         ...     pass
     """

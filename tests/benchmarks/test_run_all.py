@@ -44,6 +44,7 @@ def quick_run(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.one_session
 def test_run_all_quick_writes_results_json_and_markdown(quick_run):
     proc, out = quick_run
     assert proc.returncode == 0, proc.stdout + proc.stderr
