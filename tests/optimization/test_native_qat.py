@@ -315,3 +315,25 @@ def test_concatenate_and_pooling_carry_int8_ranges_through_keras_opt_export(digi
             if op in ("CONCATENATION", "AVERAGE_POOL_2D", "MEAN", *KERNEL_OPS):
                 assert inputs[0] == np.int8, (variant, op)
         assert np.mean(predictions == keras_predictions) >= 0.99
+
+
+def test_float32_variant_of_a_qat_model_is_its_int8_graph_not_float_fake_quant(
+    qat_models, digits, tmp_path
+):
+    import keras_opt.tflite
+
+    _, _, x_test, y_test = digits
+    _, qat = qat_models["residual"]
+    result = keras_opt.tflite.export(
+        qat,
+        tmp_path,
+        variants=["float32", "int8"],
+        eval_data=(x_test, y_test),
+        runs=2,
+        isolation="none",
+    )
+    assert result.failed == {}
+    # Converted with the trained ranges: the same int8 file as the int8 variant.
+    assert result["int8"].same_file_as == "float32"
+    assert result["float32"].converter["qat_ranges"] is True
+    assert result["float32"].sha256 == result["int8"].sha256
