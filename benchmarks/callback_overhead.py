@@ -3,28 +3,39 @@
 One process per Keras flavor (the tf_keras half runs in a subprocess with
 ``TF_USE_LEGACY_KERAS=1``), the digits CNN of issue 14 (Conv32 + BatchNorm +
 ReLU, Conv32, global average pooling, Dense; Adam; batch 32) on sklearn digits.
-Each configuration is timed in pairs with plain fit: a fresh model and
-fit each, the first epoch (tracing) dropped, the median of the other epochs
-kept; a pair runs the two back to back, in ABBA order from round to round, so
-that the shared VM's slow phases (seconds long, and invisible as steal or
-other processes' CPU) hit both halves alike. A configuration's ratio is the
-median over ``--rounds`` pairs of (its epoch time / plain's in the same
-pair), with a distribution-free 90% interval for that median (order
-statistics: 8 pairs give the 2nd smallest to the 2nd largest). The target is
-met when the whole interval is within it, missed when the whole interval is
-above it, and noisy otherwise. Process CPU time ratios are reported too.
+
+Protocol: interleaved epochs (``_turns.Lanes``). Every configuration is one
+fresh model in one long ``fit``, all of them in threads of this process, but
+only one running at a time: the main thread hands out turns of one epoch. After
+each fit's first epoch (tracing, not measured), round after round, each
+configuration's epoch runs next to an epoch of plain fit, in ABBA order from
+pair to pair, so that the shared VM's slow phases (seconds long, and invisible
+as steal or other processes' CPU) hit both epochs of a pair alike. A
+configuration's ratio is the median over ``--rounds`` pairs of (its epoch time
+/ plain's epoch time in the same pair), with a distribution-free 90% interval
+for that median (order statistics: 24 pairs give the 8th smallest to the 8th
+largest). The target is met when the whole interval is within it, missed when
+the whole interval is above it, and noisy otherwise. ``us_per_step`` is the
+median over pairs of the wall-time difference per step; process CPU time
+ratios are reported too. A second plain model (``plain_again``, an A/A
+comparison) shows the resolution: its interval is the noise floor.
 Configurations:
 
-* anchors: plain fit; a Keras ``CosineDecay`` in the optimizer; an empty
-  per-batch Python callback; ``TensorBoard(histogram_freq=1)``;
+* anchors: a second plain fit; a Keras ``CosineDecay`` in the optimizer; an
+  empty per-batch Python callback; ``TensorBoard(histogram_freq=1)``;
 * each keras_opt callback alone: ``LRScheduler(OneCycle)``, ``TrainingMonitor``,
   ``GradientMonitor`` (every 100 steps), ``ActivationMonitor`` (every epoch),
   ``NaNGuard()``;
 * the standard set: ``LRScheduler`` + ``TrainingMonitor`` + ``NaNGuard``.
 
+A callback whose work is periodic (GradientMonitor every 100 steps, with 57
+steps an epoch) pays it in some epochs only: the median epoch pair shows the
+typical epoch; ``total_ratio`` (summed epoch times over summed plain epoch
+times) includes the periodic work.
+
 Writes ``benchmarks/results/callback_overhead.json``. Measured, never asserted.
 
-    python benchmarks/callback_overhead.py [--epochs 3] [--rounds 8] [--repeat-data 1]
+    python benchmarks/callback_overhead.py [--rounds 24] [--repeat-data 1]
 """
 
 from __future__ import annotations
@@ -48,6 +59,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 #: Target ratio per configuration (None: an anchor, measured only).
 TARGETS: dict[str, float | None] = {
     "plain": None,
+    "plain_again": None,
     "keras_schedule": None,
     "empty_batch_callback": None,
     "tensorboard_histograms": None,
@@ -60,6 +72,7 @@ TARGETS: dict[str, float | None] = {
 }
 LABELS = {
     "plain": "plain fit",
+    "plain_again": "plain fit, a second model (A/A: the resolution)",
     "keras_schedule": "Keras CosineDecay in the optimizer (anchor)",
     "empty_batch_callback": "an empty per-batch Python callback (anchor)",
     "tensorboard_histograms": "TensorBoard(histogram_freq=1) (anchor)",
@@ -73,6 +86,8 @@ LABELS = {
 
 
 INTERVAL_COVERAGE = 0.9
+#: Fewest pairs whose extremes bracket the median with 90% (1 - 2/2**5 = 0.94).
+MIN_PAIRS = 5
 
 
 def median_interval(
@@ -101,13 +116,11 @@ def _spread(values: list[float]) -> float:
     return (max(values) - min(values)) / statistics.median(values)
 
 
-def measure(
-    epochs: int, rounds: int, batch_size: int, only: list[str] | None, repeat_data: int = 1
-) -> dict:
-    """Run the alternating rounds in this process's flavor; return the result dict."""
+def measure(rounds: int, batch_size: int, only: list[str] | None, repeat_data: int = 1) -> dict:
+    """Run the interleaved fits in this process's flavor; return the result dict."""
     import numpy as np
-    from _common import EpochTimer
     from _machine import Window
+    from _turns import Lanes
     from sklearn.datasets import load_digits
 
     from keras_opt.backend import flavor, keras
@@ -126,6 +139,11 @@ def measure(
     steps = int(np.ceil(len(x) / batch_size))
     probe = (x[:batch_size], y[:batch_size])
     logs = tempfile.mkdtemp(prefix="keras_opt_bench_tb_")
+    names = [n for n in TARGETS if only is None or n in only or n == "plain"]
+    others = [n for n in names if n != "plain"]
+    # Turns per fit: one unmeasured first epoch (tracing), the measured ones, one last epoch
+    # (unmeasured, so that on_train_end never overlaps another fit's epoch).
+    fit_epochs = {n: 1 + rounds * (len(others) if n == "plain" else 1) + 1 for n in names}
 
     class EmptyBatchCallback(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
@@ -154,7 +172,7 @@ def measure(
     def configure(name):
         lr, callbacks = 1e-3, []
         if name == "keras_schedule":
-            lr = keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=epochs * steps)
+            lr = keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=fit_epochs[name] * steps)
         elif name == "empty_batch_callback":
             callbacks = [EmptyBatchCallback()]
         elif name == "tensorboard_histograms":
@@ -173,43 +191,37 @@ def measure(
             callbacks = [LRScheduler(OneCycle(max_lr=1e-2)), TrainingMonitor(), NaNGuard()]
         return build(lr), callbacks
 
-    names = [n for n in TARGETS if only is None or n in only or n == "plain"]
-    loads = []
-
-    def timed_fit(name: str, r: int) -> tuple[float, float]:
-        """One fresh fit of ``name``; its measured epochs' median wall and CPU time."""
+    lanes = Lanes()
+    for name in names:
         model, callbacks = configure(name)
-        timer = EpochTimer()
-        with Window() as window:
-            model.fit(
-                x, y, batch_size=batch_size, epochs=epochs, callbacks=[*callbacks, timer], verbose=0
-            )
-        w = window.record
-        loads.append(
-            {
-                "config": name,
-                "round": r,
-                "load_1min_before": w["load_average_1min_before"],
-                "load_1min_after": w["load_average_1min_after"],
-                "cpu_wall_ratio": w["own_cores_used"],
-                "other_processes_cores_used": w["other_processes_cores_used"],
-                "steal_cores": w["steal_cores"],
-            }
-        )
-        return statistics.median(timer.times[1:]), statistics.median(timer.cpu_times[1:])
-
-    others = [n for n in names if n != "plain"]
+        lanes.add(name, model, callbacks, x, y, batch_size=batch_size, epochs=fit_epochs[name])
+    lanes.start()  # every fit is built and waits at its first epoch
+    for name in names:
+        lanes.turn(name)  # the first epoch: tracing, not measured
+    loads = []
     pairs: dict[str, list[tuple[float, float, float, float]]] = {n: [] for n in others}
     for r in range(rounds):
         order = others[r % len(others) :] + others[: r % len(others)]
-        for name in order:
-            # Each configuration is timed next to its own plain fit, in ABBA order, so that the
-            # machine's slow phases (seconds long on a shared VM) hit both halves of a pair.
-            if r % 2 == 0:
-                plain, config = timed_fit("plain", r), timed_fit(name, r)
-            else:
-                config, plain = timed_fit(name, r), timed_fit("plain", r)
-            pairs[name].append((*config, *plain))
+        for i, name in enumerate(order):
+            # An epoch of the configuration next to an epoch of plain fit, in ABBA order from pair
+            # to pair: the machine's slow phases (seconds long on a shared VM) hit both alike.
+            first, second = ("plain", name) if (r + i) % 2 == 0 else (name, "plain")
+            with Window() as window:
+                times = {first: lanes.turn(first), second: lanes.turn(second)}
+            (wall, cpu), (plain_wall, plain_cpu) = times[name], times["plain"]
+            pairs[name].append((wall, cpu, plain_wall, plain_cpu))
+            w = window.record
+            loads.append(
+                {
+                    "config": name,
+                    "round": r,
+                    "load_1min_before": w["load_average_1min_before"],
+                    "cpu_wall_ratio": w["own_cores_used"],
+                    "other_processes_cores_used": w["other_processes_cores_used"],
+                    "steal_cores": w["steal_cores"],
+                }
+            )
+    lanes.finish()  # each fit's last epoch and on_train_end, one after the other
     configs = {}
     for name in others:
         ratios = [w / pw for w, _, pw, _ in pairs[name]]
@@ -218,11 +230,16 @@ def measure(
         target = TARGETS[name]
         ratio = statistics.median(ratios)
         verdict = None
-        if target is not None:
+        if target is not None and len(ratios) < MIN_PAIRS:
+            verdict = "noisy"  # too few pairs for a 90% interval
+        elif target is not None:
             verdict = "met" if high <= target else "missed" if low > target else "noisy"
         configs[name] = {
             "label": LABELS[name],
             "ratio": ratio,
+            "total_ratio": sum(w for w, _, _, _ in pairs[name])
+            / sum(pw for _, _, pw, _ in pairs[name]),
+            "us_per_step": 1e6 * statistics.median((w - pw) / steps for w, _, pw, _ in pairs[name]),
             "pair_ratios": ratios,
             "interval": [low, high],
             "interval_coverage": INTERVAL_COVERAGE,
@@ -232,14 +249,13 @@ def measure(
             "median_epoch_s": statistics.median(w for w, _, _, _ in pairs[name]),
             "plain_median_epoch_s": statistics.median(pw for _, _, pw, _ in pairs[name]),
             "target_ratio": target,
-            "meets_target": None if target is None else ratio <= target,
             "verdict": verdict,
         }
     return {
         "flavor": flavor(),
         "steps_per_epoch": steps,
-        "epochs_per_fit": epochs,
-        "epochs_measured_per_fit": epochs - 1,
+        "protocol": "interleaved epochs (benchmarks/_turns.py)",
+        "pairs_per_config": rounds,
         "rounds": rounds,
         "configs": configs,
         "load": loads,
@@ -253,8 +269,9 @@ def measure(
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=3, help="per fit; the first is dropped")
-    parser.add_argument("--rounds", type=int, default=8, help="pairs per configuration")
+    parser.add_argument(
+        "--rounds", type=int, default=24, help="epoch pairs (with plain fit) per configuration"
+    )
     parser.add_argument(
         "--repeat-data", type=int, default=1, help="copies of the digits in one epoch"
     )
@@ -263,8 +280,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--only", default=None, help="comma-separated configurations")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "callback_overhead.json"))
     args = parser.parse_args(argv)
-    if args.epochs < 2:
-        parser.error(f"Argument `--epochs` must be >= 2. Received: --epochs={args.epochs}")
+    if args.rounds < 1:
+        parser.error(f"Argument `--rounds` must be >= 1. Received: --rounds={args.rounds}")
     only = None if not args.only else [n.strip() for n in args.only.split(",")]
     unknown = sorted(set(only or []) - set(TARGETS))
     if unknown:
@@ -276,16 +293,14 @@ def main(argv: list[str] | None = None) -> dict:
     from _common import write_result
 
     if args.flavor != "both":
-        return write_result(
-            measure(args.epochs, args.rounds, args.batch_size, only, args.repeat_data), args.out
-        )
+        return write_result(measure(args.rounds, args.batch_size, only, args.repeat_data), args.out)
     # Keras 3 here; tf_keras in a fresh process (the flavor is fixed at import).
     legacy_out = args.out + ".tf_keras.json"
     cmd = [sys.executable, os.path.abspath(__file__), "--flavor", "tf_keras", "--out", legacy_out]
-    cmd += ["--epochs", str(args.epochs), "--rounds", str(args.rounds)]
+    cmd += ["--rounds", str(args.rounds)]
     cmd += ["--repeat-data", str(args.repeat_data)]
     cmd += ["--batch-size", str(args.batch_size)] + (["--only", args.only] if args.only else [])
-    keras3 = measure(args.epochs, args.rounds, args.batch_size, only, args.repeat_data)
+    keras3 = measure(args.rounds, args.batch_size, only, args.repeat_data)
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:

@@ -202,9 +202,12 @@ def _callback_overhead(r: dict) -> list[Row]:
             rows.append(
                 _row(
                     f"{c['label']} vs plain fit ({flavor})",
-                    f"{c['ratio']:.3f} ({interval}, {len(c['pair_ratios'])} pairs; epoch "
-                    f"{c['median_epoch_s']:.3f} s vs {c['plain_median_epoch_s']:.3f} s; CPU time "
-                    f"{c['cpu_ratio']:.3f})" + (" (noisy)" if noise else ""),
+                    f"{c['ratio']:.3f} ({interval}, {len(c['pair_ratios'])} "
+                    f"{'epoch pairs' if 'us_per_step' in c else 'pairs'}; epoch "
+                    f"{c['median_epoch_s']:.3f} s vs {c['plain_median_epoch_s']:.3f} s"
+                    + (f", {c['us_per_step']:+.0f} us per step" if "us_per_step" in c else "")
+                    + f"; CPU time {c['cpu_ratio']:.3f})"
+                    + (" (noisy)" if noise else ""),
                     "none (anchor)" if target is None else f"<= {target}",
                     None if target is None else c["verdict"] == "met",
                     script_noise=noise,
@@ -499,8 +502,6 @@ BENCHMARKS = (
         False,
         (),
         (
-            "--epochs",
-            "2",
             "--rounds",
             "1",
             "--batch-size",

@@ -9,17 +9,24 @@ wraps a model's ``train_step``:
    ``LossScaleOptimizer`` does it: the loss (captured from ``scale_loss`` /
    ``minimize``) and every gradient are tested for finiteness; only when all
    are finite is the state, which that finite loss has just proven good,
-   copied into the snapshot and the update applied. Otherwise the update is
-   skipped. Under a ``tf.distribute`` strategy the test and the ``tf.cond``
-   run in cross-replica context (``merge_call``), so every replica takes the
-   same branch.
-2. After the step, the weights and optimizer state are tested (``check_weights``);
-   on any fault the snapshot is put back, the LR is cut (or, after
-   ``max_retries``, every later update is skipped), the event is written into
-   the event table, Keras' running metrics are reset, and -- outside XLA only
-   -- the batch is handed to the host with ``tf.py_function``.
+   copied into the snapshot and the update applied (with ``check_weights``,
+   only after the whole state is found finite). Otherwise the update is
+   skipped, and in the same conditional the snapshot is put back, the LR is
+   cut (or, after ``max_retries``, every later update is skipped), the event
+   is written into the event table and -- outside XLA only -- the batch is
+   handed to the host with ``tf.py_function``. Under a ``tf.distribute``
+   strategy the test and the conditional run in cross-replica context
+   (``merge_call``), so every replica takes the same branch.
+2. After the step, Keras' running metrics are reset if the step was a fault
+   (they would stay NaN for the epoch).
 
-Nothing is read back to the host on a good step.
+Nothing is read back to the host on a good step. What a good step pays is
+mostly the conditional's inputs: every variable a branch touches is an
+input of the conditional node, passed on every step (about 3 us each on a
+2-core CPU VM), so the rare branches (restore, record) share the
+conditional that the update needs anyway, and the metric reset, which must
+come after Keras' metric update, has a conditional of its own that touches
+the metric variables only.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 from keras_opt._state import base_optimizer, unique
@@ -100,6 +108,49 @@ def _cond(
     )
 
 
+class _PackedSnapshot:
+    """One flat ``tf.Variable`` per dtype holding copies of many variables.
+
+    Every variable a graph touches is an input of the graph's call, and of each
+    conditional node that touches it, passed on every step (about 3 us each on
+    a 2-core CPU VM) even when the branch does not run. Packed, the snapshot of
+    a model's few dozen variables is one or two inputs.
+    """
+
+    def __init__(self, variables: list[Any]) -> None:
+        self.groups: dict[tf.DType, list[int]] = {}
+        for i, v in enumerate(variables):
+            self.groups.setdefault(tf.as_dtype(v.dtype), []).append(i)
+        self.shapes = [tuple(v.shape) for v in variables]
+        self.flat: dict[tf.DType, tf.Variable] = {}
+        values = [tf.convert_to_tensor(v) for v in variables]
+        for dtype, members in self.groups.items():
+            self.flat[dtype] = _variable(
+                self._pack([values[i] for i in members]),
+                dtype,
+                f"keras_opt_nan_guard_snapshot_{dtype.name}",
+            )
+
+    @staticmethod
+    def _pack(values: list[tf.Tensor]) -> tf.Tensor:
+        parts = [tf.reshape(t, [-1]) for t in values]
+        return parts[0] if len(parts) == 1 else tf.concat(parts, 0)
+
+    def save(self, values: list[tf.Tensor]) -> None:
+        """Copy ``values`` (one per variable, in order) into the snapshot."""
+        for dtype, members in self.groups.items():
+            self.flat[dtype].assign(self._pack([values[i] for i in members]))
+
+    def restore(self, variables: list[Any]) -> None:
+        """Put the snapshot back into ``variables`` (those it was made for, in order)."""
+        for dtype, members in self.groups.items():
+            sizes = [int(np.prod(self.shapes[i], dtype=np.int64)) for i in members]
+            flat = tf.convert_to_tensor(self.flat[dtype])
+            parts = [flat] if len(members) == 1 else tf.split(flat, sizes)
+            for i, part in zip(members, parts, strict=True):
+                variables[i].assign(tf.reshape(part, self.shapes[i]))
+
+
 class GuardedStep:
     """The in-graph state and logic of one `NaNGuard` during one ``fit``.
 
@@ -152,8 +203,7 @@ class GuardedStep:
             def copy_of(v: Any, name: str) -> tf.Variable:
                 return _variable(tf.convert_to_tensor(v), v.dtype, f"keras_opt_nan_guard_{name}")
 
-            self.snap_trainable = [copy_of(v, "snapshot") for v in self.trainable]
-            self.snap_non_trainable = [copy_of(v, "snapshot") for v in self.non_trainable]
+            self.snapshot = _PackedSnapshot(self.all_state)
             if self.lr_variable is not None:
                 # The LR that produced the snapshot's state, and the LR of the last update.
                 self.snap_lr = copy_of(self.lr_variable, "snapshot_lr")
@@ -179,18 +229,12 @@ class GuardedStep:
         return [tf.convert_to_tensor(v) for v in self.non_trainable]
 
     def _copy(self, before: list[tf.Tensor]) -> None:
-        for snap, var in zip(self.snap_trainable, self.trainable, strict=True):
-            snap.assign(tf.convert_to_tensor(var))
-        for snap, value in zip(self.snap_non_trainable, before, strict=True):
-            snap.assign(value)
+        self.snapshot.save([*(tf.convert_to_tensor(v) for v in self.trainable), *before])
         if self.lr_variable is not None:
             self.snap_lr.assign(tf.convert_to_tensor(self.last_lr))
 
     def _restore(self) -> None:
-        for snap, var in zip(self.snap_trainable, self.trainable, strict=True):
-            var.assign(tf.convert_to_tensor(snap))
-        for snap, var in zip(self.snap_non_trainable, self.non_trainable, strict=True):
-            var.assign(tf.convert_to_tensor(snap))
+        self.snapshot.restore(self.all_state)
         if self.lr_variable is not None:
             self.lr_variable.assign(tf.convert_to_tensor(self.snap_lr))
             self.last_lr.assign(tf.convert_to_tensor(self.snap_lr))
@@ -229,9 +273,16 @@ class GuardedStep:
                 extra.append(tf.reduce_sum(tf.cast(trace["loss"], tf.float32)))
             local_ok = all_finite([*extra, *grads])
 
-            def cross(distribution: Any, local_ok: Any, grads: Any) -> tf.Tensor:
+            def cross(distribution: Any, local_ok: Any, grads: Any, *leaves: Any) -> tf.Tensor:
                 ok = self._agree(distribution, local_ok)
                 before = trace["before"]
+
+                def fault(cause: int) -> Callable[[], tf.Tensor]:
+                    def handle() -> tf.Tensor:
+                        self._fault(distribution, tf.constant(cause), leaves)
+                        return tf.constant(cause)
+
+                    return handle
 
                 def apply_now() -> tf.Tensor:
                     if self.lr_variable is not None:
@@ -257,69 +308,90 @@ class GuardedStep:
                         return good()
                     # Never keep a non-finite state (e.g. an inf optimizer slot): a fault.
                     state_ok = all_finite([*self.all_state, *before])
-                    return _cond(
-                        state_ok, good, lambda: tf.constant(CAUSE_WEIGHTS), lower=self.lower
-                    )
+                    return _cond(state_ok, good, fault(CAUSE_WEIGHTS), lower=self.lower)
 
                 if self.backup_every == 1:
                     branch = tf.where(ok, 2, 0)
                 else:
                     due = tf.equal(tf.math.floormod(self.step, self.backup_every), 0)
                     branch = tf.where(ok, tf.where(due, 2, 1), 0)
-                branches = [lambda: tf.constant(CAUSE_LOSS), apply_now, copy_then_apply]
+                branches = [fault(CAUSE_LOSS), apply_now, copy_then_apply]
                 if self.lower or _indexed_case is None:
                     return tf.switch_case(branch, branches)
                 return _indexed_case(branch, branches, lower_using_switch_merge=False)
 
-            status = tf.distribute.get_replica_context().merge_call(cross, args=(local_ok, grads))
+            status = tf.distribute.get_replica_context().merge_call(
+                cross, args=(local_ok, grads, *trace["leaves"])
+            )
             previous = trace["status"]
             trace["status"] = status if previous is None else tf.maximum(previous, status)
             return self.optimizer.iterations
 
         return guarded
 
-    # -- after the step ---------------------------------------------------------------------
-    def _after(self, distribution: Any, status: Any, *leaves: Any) -> tf.Tensor:
-        """``status``: 0 for a good step, else the cause of the fault."""
-        status = self._agree(distribution, status, tf.reduce_max)
-        step = self.step.assign_add(1)
+    # -- a fault: in the guarded update, or after the step when the update never saw it ----
+    def _fault(self, distribution: Any, status: Any, leaves: Any) -> tf.Tensor:
+        """Put the snapshot back; cut the LR (or give up); record the event; hand the batch over.
 
-        def fault() -> tf.Tensor:
-            self._restore()
+        Runs inside the conditional of the guarded update, so that a good step passes the
+        model's state to one conditional only.
+        """
+        self._restore()
+        step = tf.convert_to_tensor(self.step) + 1  # this step, 1-based (counted after it)
+
+        def record() -> tf.Tensor:
+            index = tf.convert_to_tensor(self.faults)
+            before = self._current_lr()
+            _cond(tf.less(index, self.max_retries), self._cut_lr, self._give_up, lower=True)
+            after = self._current_lr()
+            row = tf.stack([tf.cast(step, tf.float64), tf.cast(status, tf.float64), before, after])
+            self.events.assign(
+                tf.tensor_scatter_nd_update(
+                    tf.convert_to_tensor(self.events),
+                    tf.reshape(index, (1, 1)),
+                    tf.reshape(row, (1, 4)),
+                )
+            )
+            self.faults.assign_add(1)
+            if self.capture is not None:
+                full = tf.concat([tf.reshape(tf.cast(index, tf.float64), (1,)), row], 0)
+                self._hand_over(distribution, full, leaves)
+            return tf.constant(True)
+
+        # After giving up every step is undone, and nothing more is recorded.
+        return _cond(
+            tf.less_equal(self.faults, self.max_retries),
+            record,
+            lambda: tf.constant(False),
+            lower=True,
+        )
+
+    def _after(self, distribution: Any, handled: Any, late: Any, *leaves: Any) -> tf.Tensor:
+        """After the step: count it; reset Keras' running metrics after a fault.
+
+        ``handled``: 0, or the cause of a fault the guarded update already undid. ``late``:
+        None, or (a loss the guarded update did not see) 0 or the cause of a fault to undo now.
+        """
+        status = self._agree(distribution, handled, tf.reduce_max)
+        if late is not None:
+            late = self._agree(distribution, late, tf.reduce_max)
+            undo = tf.logical_and(tf.equal(status, 0), tf.not_equal(late, 0))
+
+            def undo_now() -> tf.Tensor:
+                self._fault(distribution, late, leaves)
+                return tf.constant(True)
+
+            _cond(undo, undo_now, lambda: tf.constant(False), lower=True)
+            status = tf.maximum(status, late)
+        self.step.assign_add(1)
+
+        def reset() -> tf.Tensor:
             for metric in self.model.metrics:  # they would stay NaN for the epoch
                 for var in metric.variables:
                     var.assign(tf.zeros_like(tf.convert_to_tensor(var)))
+            return tf.constant(True)
 
-            def record() -> tf.Tensor:
-                index = tf.convert_to_tensor(self.faults)
-                before = self._current_lr()
-                _cond(tf.less(index, self.max_retries), self._cut_lr, self._give_up, lower=True)
-                after = self._current_lr()
-                row = tf.stack(
-                    [tf.cast(step, tf.float64), tf.cast(status, tf.float64), before, after]
-                )
-                self.events.assign(
-                    tf.tensor_scatter_nd_update(
-                        tf.convert_to_tensor(self.events),
-                        tf.reshape(index, (1, 1)),
-                        tf.reshape(row, (1, 4)),
-                    )
-                )
-                self.faults.assign_add(1)
-                if self.capture is not None:
-                    full = tf.concat([tf.reshape(tf.cast(index, tf.float64), (1,)), row], 0)
-                    self._hand_over(distribution, full, leaves)
-                return tf.constant(True)
-
-            # After giving up every step is undone, and nothing more is recorded.
-            return _cond(
-                tf.less_equal(self.faults, self.max_retries),
-                record,
-                lambda: tf.constant(False),
-                lower=True,
-            )
-
-        return _cond(tf.equal(status, 0), lambda: tf.constant(False), fault, lower=self.lower)
+        return _cond(tf.equal(status, 0), lambda: tf.constant(False), reset, lower=self.lower)
 
     def _hand_over(self, distribution: Any, row: tf.Tensor, leaves: tuple[Any, ...]) -> None:
         """The event and the batch (every replica's shard) to the host, on a fault only."""
@@ -347,6 +419,13 @@ class GuardedStep:
             context = tf.distribute.get_replica_context()
             trace: dict[str, Any] = {"loss": None, "status": None}
             trace["before"] = context.merge_call(self._before) if self.non_trainable else []
+            flat = tf.nest.flatten(data)
+            # How to rebuild (x, y, sample_weight) from the leaves handed to the host.
+            self.layout = (
+                tf.nest.pack_sequence_as(data, list(range(len(flat)))),
+                [t is not None for t in flat],
+            )
+            trace["leaves"] = [t for t in flat if t is not None] if self.capture else []
             original_apply = getattr(base, apply_name)
             original_loss = getattr(outer, loss_name)
 
@@ -383,22 +462,16 @@ class GuardedStep:
             finally:
                 _unpatch(base, apply_name)
                 _unpatch(outer, loss_name)
-            status = trace["status"]
-            if status is None:
-                status = tf.constant(0)
+            handled = trace["status"]
+            if handled is None:
+                handled = tf.constant(0)
+            late = None
             if trace["loss"] is None and isinstance(logs, dict) and "loss" in logs:
                 # The guarded update did not see the loss: test the logged one.
                 loss = tf.cast(tf.convert_to_tensor(logs["loss"]), tf.float32)
                 bad = tf.logical_not(tf.reduce_all(tf.math.is_finite(loss)))
-                status = tf.maximum(status, tf.where(bad, CAUSE_LOSS, 0))
-            flat = tf.nest.flatten(data)
-            # How to rebuild (x, y, sample_weight) from the leaves handed to the host.
-            self.layout = (
-                tf.nest.pack_sequence_as(data, list(range(len(flat)))),
-                [t is not None for t in flat],
-            )
-            leaves = [t for t in flat if t is not None] if self.capture else []
-            context.merge_call(self._after, args=(status, *leaves))
+                late = tf.where(bad, CAUSE_LOSS, 0)
+            context.merge_call(self._after, args=(handled, late, *trace["leaves"]))
             return logs
 
         return step
