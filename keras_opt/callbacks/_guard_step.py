@@ -334,7 +334,8 @@ class GuardedStep:
         """Put the snapshot back; cut the LR (or give up); record the event; hand the batch over.
 
         Runs inside the conditional of the guarded update, so that a good step passes the
-        model's state to one conditional only.
+        model's state to one conditional only; after the step only for a loss that the
+        guarded update never saw (``_after``'s ``late``).
         """
         self._restore()
         step = tf.convert_to_tensor(self.step) + 1  # this step, 1-based (counted after it)
