@@ -7,6 +7,7 @@ import textwrap
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_opt.backend import keras
 from keras_opt.callbacks import LRScheduler, NaNGuard
@@ -106,6 +107,46 @@ def test_without_check_weights_that_inf_is_not_seen(digits):
         verbose=0,
     )
     assert guard.rescues == []
+
+
+class OwnTrainStep(keras.Sequential):
+    """A custom ``train_step`` that applies its gradients itself: the guard never sees its loss.
+
+    A label of -1 adds a NaN to the logged loss behind ``stop_gradient``: the gradients stay
+    finite, so only the logged loss shows the fault.
+    """
+
+    def train_step(self, data):
+        x, y = data
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(
+                keras.losses.sparse_categorical_crossentropy(
+                    tf.maximum(y, 0.0), self(x, training=True)
+                )
+            )
+            nan = tf.where(tf.reduce_any(y < 0), np.float32(np.nan), np.float32(0.0))
+            total = loss + tf.stop_gradient(nan)
+        grads = tape.gradient(total, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables, strict=True))
+        return {"loss": total}
+
+
+def test_a_loss_only_the_logs_show_is_undone_after_the_step(digits):
+    x, y, _, _ = digits
+    y = y.astype("float32")
+    y[3 * BATCH + 5] = -1.0
+    model = OwnTrainStep([keras.Input((8, 8, 1)), *build_sequential_cnn().layers])
+    model.compile(optimizer=keras.optimizers.SGD(0.05))
+    recorder, guard = Recorder(), NaNGuard(factor=0.5, backup_every=1)
+    model.fit(
+        x[:800], y[:800], batch_size=BATCH, shuffle=False, callbacks=[guard, recorder], verbose=0
+    )
+    assert [(e["batch"], e["cause"]) for e in guard.rescues] == [(3, "loss")]
+    # The update of batch 3 was applied (its gradients were finite), then undone after the step:
+    # back to the state batch 3 started from, with the LR cut.
+    assert _same(recorder.weights[3], recorder.weights[2])
+    assert not _same(recorder.weights[4], recorder.weights[3])
+    assert float(np.asarray(model.optimizer.learning_rate)) == pytest.approx(0.025)
 
 
 def test_keras_schedule_in_the_optimizer_is_scaled(digits):
