@@ -213,7 +213,31 @@ def _callback_overhead(r: dict) -> list[Row]:
                     script_noise=noise,
                 )
             )
+        step = part.get("nan_guard_step")
+        if step:
+            rows.append(_step_row(flavor, step))
     return rows
+
+
+def _step_row(flavor: str, step: dict) -> Row:
+    """NaNGuard's in-graph cost per step (single steps alternating) as a fit ratio."""
+    low, high = step["implied_fit_ratio_interval"]
+    extra_low, extra_high = step["extra_us_interval"]
+    target = step["target_ratio"]
+    noise = None
+    if step["verdict"] == "noisy":
+        noise = f"its interval {low:.3f}-{high:.3f} straddles {target}"
+    return _row(
+        f"NaNGuard() in-graph cost per step, as a fit ratio ({flavor})",
+        f"{step['implied_fit_ratio']:.3f} ({step['interval_coverage']:.0%} interval "
+        f"{low:.3f}-{high:.3f}; {step['extra_us']:+.0f} us per step "
+        f"({extra_low:+.0f} to {extra_high:+.0f}) over {step['pairs']} alternating step pairs, "
+        f"train step {step['plain_step_us']:.0f} us, fit step {step['plain_fit_step_us']:.0f} us)"
+        + (" (noisy)" if noise else ""),
+        f"<= {target}",
+        step["verdict"] == "met",
+        script_noise=noise,
+    )
 
 
 LATENCY_PARITY = 0.05  # issue 15: keras_opt's p50 within 5% of litert-benchmark's

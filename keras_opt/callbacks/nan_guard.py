@@ -30,10 +30,16 @@ class NaNGuard(Callback):
     nothing back to the host. For the duration of ``fit`` the guard wraps the
     model's ``train_step`` (restored at ``on_train_end``):
 
-    * **Non-finite loss or gradient:** the optimizer update is skipped, as
-      Keras' ``LossScaleOptimizer`` skips a step with inf gradients (a
-      ``tf.cond`` around the update; under ``tf.distribute`` it runs in
-      cross-replica context, so every replica agrees).
+    * **Non-finite loss or gradient:** the step is undone inside the train
+      step. The update runs as Keras wrote it, and one conditional at the end
+      of the step puts the snapshot back when the loss or any gradient was
+      non-finite, so a non-finite step never outlives the train step that
+      computed it: the end state is that of a skipped update followed by the
+      rollback below. (Keras' ``LossScaleOptimizer`` puts a ``tf.cond`` around
+      the update instead, which holds every variable's update back until the
+      last gradient is tested; measured on a 2-core CPU, that costs more.)
+      Under ``tf.distribute`` the conditional runs in cross-replica context,
+      so every replica agrees.
     * **Weights poisoned by an update:** the next step's loss is non-finite
       (an overflowing update leaves inf/NaN or huge weights), and the state
       is rolled back from one on-device snapshot. With ``check_weights`` the
@@ -53,8 +59,8 @@ class NaNGuard(Callback):
     (the guard's scale multiplies it in-graph for the rest of the ``fit``; the
     LR that `LRScheduler` logs does not include it, ``rescues`` does). Keras'
     running metrics are reset at a fault (they would stay NaN), so that epoch's
-    logged metrics cover the batches after it. A skipped step does not advance
-    ``optimizer.iterations``.
+    logged metrics cover the batches after it. An undone step does not advance
+    ``optimizer.iterations`` (it is restored with the rest of the state).
 
     After ``max_retries`` rescues, the next fault also restores the last good
     state, every later update is skipped, and training stops. The guard then
@@ -76,13 +82,14 @@ class NaNGuard(Callback):
     weights stay at the last good state). It says so in a warning.
 
     Cost: per step, one sum per gradient (the finiteness test), a few scalar
-    ops and two conditionals (the update's, which also holds the rare restore,
-    and a metric reset's); every ``backup_every`` steps, one sum per variable
-    and one copy into the snapshot, packed in one variable per dtype. That is
-    a fixed cost per step, not per parameter: on a 2-core CPU VM,
-    ``benchmarks/callback_overhead.py`` measured a few hundred microseconds
-    per step, several percent of a 4 ms step, less on bigger steps. Memory:
-    one copy of the weights and optimizer state on the device.
+    ops and one conditional after the update (with ``backup_every > 1``, one
+    more, which reads the state on snapshot steps); every ``backup_every``
+    steps, one copy of the state into the snapshot, packed in one variable
+    per dtype. That is a fixed cost per step, not per parameter: on a 2-core
+    CPU VM, ``benchmarks/callback_overhead.py`` measured +105 us (Keras 3)
+    and +60 us (tf_keras) per step of the digits CNN, about 2% of its 3-5 ms
+    ``fit`` step, less on bigger steps. Memory: one copy of the weights and
+    optimizer state on the device (and, on snapshot steps, the packed read).
 
     Args:
         factor: Float in (0, 1). LR multiplier at each rescue.
@@ -94,10 +101,9 @@ class NaNGuard(Callback):
             ``backup_every``-th step (when that step's loss and gradients are
             finite), so a fault goes back at most that many steps (1: exactly
             to the state before the step that caused it). Each refresh is one
-            device-side copy of the state, one node per variable: on a small
-            model with fast steps, refreshing every step costs several percent
-            of ``fit``; every 100 steps costs nothing measurable. The snapshot
-            never leaves the device.
+            device-side copy of the state: on a small model with fast steps,
+            refreshing every step costs a few percent of ``fit``; every 100
+            steps costs nothing measurable. The snapshot never leaves the device.
         save_dir: Optional path for ``nan_batch.npz``; a new temporary
             directory when None.
 
@@ -237,10 +243,13 @@ class NaNGuard(Callback):
         original = model.train_step
         assert self._graph is not None
         model.train_step = self._graph.wrap(original)
+        self._graph.install()
         model.make_train_function(force=True)
 
     def _uninstall(self) -> None:
         model = self.model
+        if self._graph is not None:
+            self._graph.uninstall()
         if "train_step" in model.__dict__:
             del model.__dict__["train_step"]
             model.train_function = None
@@ -269,12 +278,11 @@ class NaNGuard(Callback):
         event["new_lr"] = after
         self.rescues.append(event)
         logger.warning(
-            "NaNGuard: non-finite %s at epoch %d, batch %d; %s, restored the last good weights "
-            "and optimizer state and cut the LR %.3g -> %.3g (rescue %d of %d).",
+            "NaNGuard: non-finite %s at epoch %d, batch %d; undid the step, restored the last "
+            "good weights and optimizer state and cut the LR %.3g -> %.3g (rescue %d of %d).",
             "loss or gradient" if event["cause"] == "loss" else "weights or optimizer state",
             event["epoch"],
             event["batch"],
-            "skipped the update",
             before,
             after,
             len(self.rescues),

@@ -131,6 +131,37 @@ def test_overhead_verdict_needs_the_whole_interval_on_one_side_of_the_target(low
 
 
 @pytest.mark.parametrize(
+    ("extra", "verdict"),
+    [((10.0, 30.0), "met"), ((90.0, 120.0), "missed"), ((40.0, 90.0), "noisy")],
+)
+def test_nan_guard_step_cost_row_reads_the_interval_against_the_fit_step(extra, verdict):
+    fit_step = 3000.0  # us: 2% is 60 us
+    low, high = (1 + e / fit_step for e in extra)
+    step = {
+        "pairs": 3000,
+        "plain_step_us": 2000.0,
+        "guarded_step_us": 2000.0 + sum(extra) / 2,
+        "extra_us": sum(extra) / 2,
+        "extra_us_interval": list(extra),
+        "interval_coverage": 0.9,
+        "plain_fit_step_us": fit_step,
+        "implied_fit_ratio": 1 + sum(extra) / 2 / fit_step,
+        "implied_fit_ratio_interval": [low, high],
+        "target_ratio": 1.02,
+        "verdict": "met" if high <= 1.02 else "missed" if low > 1.02 else "noisy",
+    }
+    result = _overhead_result(0.97, 1.01)
+    result["flavors"]["keras3"]["nan_guard_step"] = step
+    bench = next(b for b in run_all.BENCHMARKS if b.name == "callback_overhead")
+    rows = run_all.judge(run_all._callback_overhead(result), [], bench.noise)
+    row = rows[-1]
+    assert row["metric"] == "NaNGuard() in-graph cost per step, as a fit ratio (keras3)"
+    assert row["verdict"] == verdict
+    assert f"interval {low:.3f}-{high:.3f}" in row["value"]
+    assert f"(+{extra[0]:.0f} to +{extra[1]:.0f}) over 3000 alternating step pairs" in row["value"]
+
+
+@pytest.mark.parametrize(
     ("values", "expected"),
     [(list(range(8)), (1, 6)), (list(range(12)), (2, 9)), ([5, 1, 3, 2], (1, 5))],
 )

@@ -142,11 +142,30 @@ def test_a_loss_only_the_logs_show_is_undone_after_the_step(digits):
         x[:800], y[:800], batch_size=BATCH, shuffle=False, callbacks=[guard, recorder], verbose=0
     )
     assert [(e["batch"], e["cause"]) for e in guard.rescues] == [(3, "loss")]
-    # The update of batch 3 was applied (its gradients were finite), then undone after the step:
-    # back to the state batch 3 started from, with the LR cut.
-    assert _same(recorder.weights[3], recorder.weights[2])
+    # The update of batch 3 (its gradients were finite) is undone after the step, back to the
+    # last state a finite loss proved (after batch 1, as for a NaN in the data), with the LR cut.
+    assert _same(recorder.weights[3], recorder.weights[1])
     assert not _same(recorder.weights[4], recorder.weights[3])
     assert float(np.asarray(model.optimizer.learning_rate)) == pytest.approx(0.025)
+
+
+@pytest.mark.parametrize(("bad", "back_to"), [(3, 1), (4, 1), (5, 3)])
+def test_backup_every_2_rolls_back_to_the_last_proven_snapshot(digits, bad, back_to):
+    """Snapshots on steps 0, 2, 4: each is the state its step started from, once that step's
+    loss proved it. A fault on a snapshot step (4) does not keep its unproven state."""
+    x, y, _, _ = digits
+    model = compile_classifier(build_sequential_cnn(), keras.optimizers.SGD(0.05, momentum=0.5))
+    recorder, guard = Recorder(), NaNGuard(factor=0.5, backup_every=2)
+    model.fit(
+        _nan_batch(x, bad)[:800],
+        y[:800],
+        batch_size=BATCH,
+        shuffle=False,
+        callbacks=[guard, recorder],
+        verbose=0,
+    )
+    assert [(e["batch"], e["cause"]) for e in guard.rescues] == [(bad, "loss")]
+    assert _same(recorder.weights[bad], recorder.weights[back_to])
 
 
 def test_keras_schedule_in_the_optimizer_is_scaled(digits):
