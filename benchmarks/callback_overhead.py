@@ -98,6 +98,8 @@ LABELS = {
 INTERVAL_COVERAGE = 0.9
 #: Fewest pairs whose extremes bracket the median with 90% (1 - 2/2**5 = 0.94).
 MIN_PAIRS = 5
+#: Fewest single-step pairs whose figure decides a target (3000 resolve ~10 us here).
+MIN_STEP_PAIRS = 1000
 
 
 def median_interval(
@@ -330,6 +332,8 @@ def measure(
         low, high = step["implied_fit_ratio_interval"]
         step["target_ratio"] = target
         step["verdict"] = "met" if high <= target else "missed" if low > target else "noisy"
+        if step_pairs < MIN_STEP_PAIRS:
+            step["verdict"] = "noisy"  # a smoke run: too few pairs to decide
         step["load"] = window.record
         extra["nan_guard_step"] = step
     return {

@@ -534,6 +534,8 @@ BENCHMARKS = (
             "1",
             "--only",
             "nan_guard",
+            "--step-pairs",
+            "100",
         ),
         1500,
         _callback_overhead,

@@ -76,9 +76,16 @@ def test_run_all_quick_writes_results_json_and_markdown(quick_run):
     rows = entry["rows"]
     assert [r["metric"] for r in rows] == [
         "NaNGuard() vs plain fit (keras3)",
+        "NaNGuard() in-graph cost per step, as a fit ratio (keras3)",
         "NaNGuard() vs plain fit (tf_keras)",
+        "NaNGuard() in-graph cost per step, as a fit ratio (tf_keras)",
     ]
-    for row, flavor in zip(rows, ("keras3", "tf_keras"), strict=True):
+    for row, flavor in zip(rows[1::2], ("keras3", "tf_keras"), strict=True):
+        step = entry["result"]["flavors"][flavor]["nan_guard_step"]
+        assert step["pairs"] == 100
+        assert "over 100 alternating step pairs" in row["value"]
+        assert step["verdict"] == row["verdict"] == "noisy"  # too few pairs to decide
+    for row, flavor in zip(rows[::2], ("keras3", "tf_keras"), strict=True):
         config = entry["result"]["flavors"][flavor]["configs"]["nan_guard"]
         assert row["target"] == "<= 1.02"
         low, high = config["interval"]
