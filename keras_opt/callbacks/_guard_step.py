@@ -64,6 +64,19 @@ CAUSES = {CAUSE_LOSS: "loss", CAUSE_WEIGHTS: "weights"}
 _ONLY_FIRST = tf.VariableAggregation.ONLY_FIRST_REPLICA
 
 
+_MARK = "_keras_opt_nan_guard"  # set on every function the guard patches in
+
+
+def drop_stale_patch(obj: Any, name: str) -> None:
+    """Remove a guard's patch that a ``fit`` left behind (it ended without ``on_train_end``).
+
+    An exception or a KeyboardInterrupt inside ``fit`` skips ``on_train_end``: without this,
+    the next guard would wrap the old one and both would act on every step.
+    """
+    if getattr(obj.__dict__.get(name), _MARK, False):
+        delattr(obj, name)
+
+
 def all_finite(tensors: list[Any]) -> tf.Tensor:
     """True when the float elements of ``tensors`` are all finite: one sum per tensor.
 
@@ -249,6 +262,8 @@ class GuardedStep:
         legacy = is_tf_keras()
         apply_name = "apply_gradients" if legacy else "apply"
         loss_name = "minimize" if legacy else "scale_loss"
+        drop_stale_patch(base, apply_name)
+        drop_stale_patch(outer, loss_name)
         original_apply = getattr(base, apply_name)
         original_loss = getattr(outer, loss_name)
 
@@ -268,6 +283,7 @@ class GuardedStep:
                 return original_apply(grads, *args, **kwargs)
 
         for obj, name, fn in ((base, apply_name, apply), (outer, loss_name, capture_loss)):
+            setattr(fn, _MARK, True)
             setattr(obj, name, fn)
             self._patched.append((obj, name))
 
@@ -466,4 +482,5 @@ class GuardedStep:
             context.merge_call(after, args=(local_ok, *leaves))
             return logs
 
+        setattr(step, _MARK, True)
         return step

@@ -14,7 +14,7 @@ from keras_opt import _validation as v
 from keras_opt._state import base_optimizer, read_float
 from keras_opt.backend import keras
 from keras_opt.callbacks._base import Callback
-from keras_opt.callbacks._guard_step import CAUSES, GuardedStep
+from keras_opt.callbacks._guard_step import CAUSES, GuardedStep, drop_stale_patch
 from keras_opt.callbacks._nan_diagnosis import diagnose
 from keras_opt.callbacks._optimizer_state import build_optimizer
 
@@ -240,6 +240,7 @@ class NaNGuard(Callback):
 
     def _install(self) -> None:
         model = self.model
+        drop_stale_patch(model, "train_step")
         original = model.train_step
         assert self._graph is not None
         model.train_step = self._graph.wrap(original)

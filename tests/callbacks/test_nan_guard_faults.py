@@ -168,6 +168,37 @@ def test_backup_every_2_rolls_back_to_the_last_proven_snapshot(digits, bad, back
     assert _same(recorder.weights[bad], recorder.weights[back_to])
 
 
+class Interrupt(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 2:
+            raise KeyboardInterrupt  # fit ends without on_train_end
+
+
+def test_a_fit_cut_short_leaves_no_second_guard_behind(digits, caplog):
+    x, y, _, _ = digits
+    model = compile_classifier(build_sequential_cnn(), keras.optimizers.SGD(0.05))
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(
+            x[:800], y[:800], batch_size=BATCH, callbacks=[NaNGuard(), Interrupt()], verbose=0
+        )
+    recorder, guard = Recorder(), NaNGuard(factor=0.5, backup_every=1)
+    with caplog.at_level(logging.WARNING, logger="keras_opt"):
+        model.fit(
+            _nan_batch(x, 3)[:800],
+            y[:800],
+            batch_size=BATCH,
+            shuffle=False,
+            callbacks=[guard, recorder],
+            verbose=0,
+        )
+    # One guard acted (the first fit's guard, left wrapped inside, would report the fault too).
+    assert [(e["batch"], e["cause"]) for e in guard.rescues] == [(3, "loss")]
+    assert sum("NaNGuard: non-finite" in r.getMessage() for r in caplog.records) == 1
+    assert _same(recorder.weights[3], recorder.weights[1])
+    assert "train_step" not in model.__dict__
+    assert not any(n in model.optimizer.__dict__ for n in ("apply", "apply_gradients"))
+
+
 def test_keras_schedule_in_the_optimizer_is_scaled(digits):
     x, y, _, _ = digits
     schedule = keras.optimizers.schedules.ExponentialDecay(0.05, decay_steps=4, decay_rate=0.5)
