@@ -67,14 +67,19 @@ _ONLY_FIRST = tf.VariableAggregation.ONLY_FIRST_REPLICA
 _MARK = "_keras_opt_nan_guard"  # set on every function the guard patches in
 
 
-def drop_stale_patch(obj: Any, name: str) -> None:
+def _unpatch(obj: Any, name: str) -> None:
+    if name in obj.__dict__:
+        delattr(obj, name)
+
+
+def _drop_stale_patch(obj: Any, name: str) -> None:
     """Remove a guard's patch that a ``fit`` left behind (it ended without ``on_train_end``).
 
     An exception or a KeyboardInterrupt inside ``fit`` skips ``on_train_end``: without this,
     the next guard would wrap the old one and both would act on every step.
     """
     if getattr(obj.__dict__.get(name), _MARK, False):
-        delattr(obj, name)
+        _unpatch(obj, name)
 
 
 def all_finite(tensors: list[Any]) -> tf.Tensor:
@@ -255,15 +260,19 @@ class GuardedStep:
         """Eagerly: True once the guard gave up."""
         return int(self.faults.numpy()) > self.max_retries
 
-    # -- the optimizer, patched for the fit (used while the step is traced) -----------------
+    # -- the model and optimizer, patched for the fit (used while the step is traced) -------
     def install(self) -> None:
-        """Patch the optimizer's update and loss hooks (undone by `uninstall`)."""
-        outer, base = self.model.optimizer, self.optimizer
+        """Wrap the model's ``train_step``; patch the optimizer's update and loss hooks.
+
+        Undone by `uninstall`.
+        """
+        model, outer, base = self.model, self.model.optimizer, self.optimizer
         legacy = is_tf_keras()
         apply_name = "apply_gradients" if legacy else "apply"
         loss_name = "minimize" if legacy else "scale_loss"
-        drop_stale_patch(base, apply_name)
-        drop_stale_patch(outer, loss_name)
+        for obj, name in ((model, "train_step"), (base, apply_name), (outer, loss_name)):
+            _drop_stale_patch(obj, name)
+        original_step = model.train_step
         original_apply = getattr(base, apply_name)
         original_loss = getattr(outer, loss_name)
 
@@ -277,12 +286,20 @@ class GuardedStep:
             trace = getattr(self._local, "trace", None)
             if trace is None:  # outside the guarded step
                 return original_apply(grads, *args, **kwargs)
-            grads = list(grads)  # tf_keras: (gradient, variable) pairs
-            trace["grads"].extend(g for g, _ in grads) if legacy else trace["grads"].extend(grads)
+            grads = list(grads)
+            if legacy:  # (gradient, variable) pairs
+                trace["grads"].extend(g for g, _ in grads)
+            else:
+                trace["grads"].extend(grads)
             with self._scaled_lr():
                 return original_apply(grads, *args, **kwargs)
 
-        for obj, name, fn in ((base, apply_name, apply), (outer, loss_name, capture_loss)):
+        patches = (
+            (model, "train_step", self._wrap(original_step)),
+            (base, apply_name, apply),
+            (outer, loss_name, capture_loss),
+        )
+        for obj, name, fn in patches:
             setattr(fn, _MARK, True)
             setattr(obj, name, fn)
             self._patched.append((obj, name))
@@ -290,8 +307,7 @@ class GuardedStep:
     def uninstall(self) -> None:
         """Undo `install`."""
         for obj, name in self._patched:
-            if name in obj.__dict__:
-                delattr(obj, name)
+            _unpatch(obj, name)
         self._patched = []
 
     @contextlib.contextmanager
@@ -449,7 +465,7 @@ class GuardedStep:
         tf.py_function(run, [row, *tensors], Tout=tf.bool)
 
     # -- the wrapped train step -------------------------------------------------------------
-    def wrap(self, train_step: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def _wrap(self, train_step: Callable[[Any], Any]) -> Callable[[Any], Any]:
         """``train_step`` with the snapshot read before it and the after-step conditional."""
 
         def step(data: Any) -> Any:
@@ -468,12 +484,13 @@ class GuardedStep:
                 logs = train_step(data)
             finally:
                 self._local.trace = None
-            tested = [self.poison, *trace["grads"]]
-            if trace["loss"] is not None:
-                tested.append(tf.reduce_sum(tf.cast(trace["loss"], tf.float32)))
-            elif isinstance(logs, dict) and "loss" in logs:
+            loss = trace["loss"]
+            if loss is None and isinstance(logs, dict):
                 # The update did not see the loss (a custom train_step): test the logged one.
-                tested.append(tf.reduce_sum(tf.cast(logs["loss"], tf.float32)))
+                loss = logs.get("loss")
+            tested = [self.poison, *trace["grads"]]
+            if loss is not None:
+                tested.append(tf.cast(loss, tf.float32))  # summed in float32 by all_finite
             local_ok = all_finite(tested)
 
             def after(distribution: Any, local_ok: Any, *leaves: Any) -> tf.Tensor:
@@ -482,5 +499,4 @@ class GuardedStep:
             context.merge_call(after, args=(local_ok, *leaves))
             return logs
 
-        setattr(step, _MARK, True)
         return step

@@ -14,7 +14,7 @@ from keras_opt import _validation as v
 from keras_opt._state import base_optimizer, read_float
 from keras_opt.backend import keras
 from keras_opt.callbacks._base import Callback
-from keras_opt.callbacks._guard_step import CAUSES, GuardedStep, drop_stale_patch
+from keras_opt.callbacks._guard_step import CAUSES, GuardedStep
 from keras_opt.callbacks._nan_diagnosis import diagnose
 from keras_opt.callbacks._optimizer_state import build_optimizer
 
@@ -239,21 +239,14 @@ class NaNGuard(Callback):
         self._install()
 
     def _install(self) -> None:
-        model = self.model
-        drop_stale_patch(model, "train_step")
-        original = model.train_step
         assert self._graph is not None
-        model.train_step = self._graph.wrap(original)
         self._graph.install()
-        model.make_train_function(force=True)
+        self.model.make_train_function(force=True)
 
     def _uninstall(self) -> None:
-        model = self.model
         if self._graph is not None:
             self._graph.uninstall()
-        if "train_step" in model.__dict__:
-            del model.__dict__["train_step"]
-            model.train_function = None
+            self.model.train_function = None
 
     # -- host side: called from the graph (tf.py_function) on a fault only ----------------
     def _capture(self, row: np.ndarray, parts: list[list[Any]]) -> Any:
