@@ -178,6 +178,17 @@ def test_median_interval_uses_binomial_order_statistics(values, expected):
     assert callback_overhead.median_interval(values) == expected
 
 
+@pytest.mark.parametrize(("flag", "value"), [("--rounds", "0"), ("--step-pairs", "-1")])
+def test_callback_overhead_rejects_bad_counts(flag, value, capsys):
+    import callback_overhead
+
+    with pytest.raises(SystemExit) as exc:
+        callback_overhead.main([flag, value])
+    assert exc.value.code == 2
+    rule = ">= 1" if flag == "--rounds" else ">= 0"
+    assert f"Argument `{flag}` must be {rule}. Received: {flag}={value}" in capsys.readouterr().err
+
+
 def test_run_all_rejects_unknown_benchmark_name(tmp_path):
     proc = subprocess.run(
         [sys.executable, RUN_ALL, "--only", "nope", "--out-dir", str(tmp_path)],
