@@ -30,12 +30,13 @@ Configurations:
 
 NaNGuard has no per-batch hook: all it costs is in the train step. A 2%
 overhead is below what epoch pairs resolve on a shared VM, so its in-graph
-cost is also measured step by step (``nan_guard_step``): a plain and a
-guarded model's ``train_function`` called alternately, one step each (ABBA),
-``--step-pairs`` times; the median of the paired differences, with a
-bootstrap 90% interval, is the guard's cost per step, resolved to ~10 us.
-``implied_fit_ratio`` divides it by plain fit's time per step (its median
-epoch over the steps per epoch): computed, not measured end to end.
+cost is also measured step by step (``nan_guard_step``, see `step_cost`):
+one model's train functions with and without the guard, in blocks of warm
+steps, ``--step-rounds`` rounds in a random order, with an A/A pair of plain
+functions as the floor (a bias there makes the verdict "noisy"); the snapshot
+steps' cost is added, amortized. ``implied_fit_ratio`` divides it by plain
+fit's time per step (its median epoch over the steps per epoch): computed,
+not measured end to end.
 
 A callback whose work is periodic (GradientMonitor every 100 steps, with 57
 steps an epoch) pays it in some epochs only: the median epoch pair shows the
@@ -44,7 +45,7 @@ times) includes the periodic work.
 
 Writes ``benchmarks/results/callback_overhead.json``. Measured, never asserted.
 
-    python benchmarks/callback_overhead.py [--rounds 24] [--step-pairs 3000] [--repeat-data 1]
+    python benchmarks/callback_overhead.py [--rounds 24] [--step-rounds 1500] [--repeat-data 1]
 """
 
 from __future__ import annotations
@@ -98,8 +99,10 @@ LABELS = {
 INTERVAL_COVERAGE = 0.9
 #: Fewest pairs whose extremes bracket the median with 90% (1 - 2/2**5 = 0.94).
 MIN_PAIRS = 5
-#: Fewest single-step pairs whose figure decides a target (3000 resolve ~10 us here).
-MIN_STEP_PAIRS = 1000
+#: Fewest rounds of step blocks whose figure decides a target (see `step_cost`).
+MIN_STEP_ROUNDS = 1000
+#: Steps per block in `step_cost`: the first is not timed.
+STEP_BLOCK = 4
 
 
 def median_interval(
@@ -128,8 +131,22 @@ def _spread(values: list[float]) -> float:
     return (max(values) - min(values)) / statistics.median(values)
 
 
-def step_cost(build: Any, x: Any, y: Any, batch_size: int, pairs: int) -> dict[str, Any]:
-    """NaNGuard's cost per train step: single steps of a plain and a guarded model, alternating."""
+def step_cost(build: Any, x: Any, y: Any, batch_size: int, rounds: int) -> dict[str, Any]:
+    """NaNGuard's cost per train step, on one model: its train functions with and without it.
+
+    One model, so that the variables (and their memory) are the same on both sides; separate
+    model instances differ by up to ~2% here on their own. Four train functions of that
+    model: plain, plain again (A/A: the floor of this measurement), ``NaNGuard()`` (the
+    default, a snapshot every 100 steps), ``NaNGuard(backup_every=1)`` (a snapshot step
+    every step). Each round runs each function for one block of ``STEP_BLOCK`` steps, in a
+    random order; the first step of a block (the first after another function's) is not
+    timed, the others are, as in ``fit``, where steps follow one another. The figure is the
+    median over the rounds of a block's time per step minus plain's in the same round, with
+    a 90% order-statistics interval. The median leaves out the rare snapshot steps of the
+    default guard: their cost, measured by the ``backup_every=1`` guard, is added divided
+    by 100 (``amortized_extra_us``).
+    """
+    import random
     import time
 
     import numpy as np
@@ -137,44 +154,74 @@ def step_cost(build: Any, x: Any, y: Any, batch_size: int, pairs: int) -> dict[s
 
     from keras_opt.callbacks import NaNGuard
 
-    functions, guard = {}, NaNGuard()
-    for name in ("plain", "nan_guard"):
-        model = build(1e-3)
-        model.fit(x[: 2 * batch_size], y[: 2 * batch_size], batch_size=batch_size, verbose=0)
-        if name == "nan_guard":
-            guard.set_model(model)
-            guard.on_train_begin()  # wraps the train step, as fit would
-        else:
-            model.make_train_function(force=True)
-        data = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size, drop_remainder=True)
-        iterator = iter(data.repeat())
-        for _ in range(20):  # tracing and warm-up
-            model.train_function(iterator)
-        functions[name] = (model.train_function, iterator)
-    times: dict[str, list[float]] = {"plain": [], "nan_guard": []}
-    clock = time.perf_counter
-    for i in range(pairs):
-        for name in ("plain", "nan_guard") if i % 2 == 0 else ("nan_guard", "plain"):
-            function, iterator = functions[name]
-            start = clock()
+    model = build(1e-3)
+    model.fit(x[: 2 * batch_size], y[: 2 * batch_size], batch_size=batch_size, verbose=0)
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size, drop_remainder=True)
+    iterator = iter(data.repeat())
+    functions = {}
+    for name in ("plain", "plain_again"):
+        model.make_train_function(force=True)
+        functions[name] = model.train_function
+    every = NaNGuard().backup_every
+    for name, guard in (("nan_guard", NaNGuard()), ("snapshot_step", NaNGuard(backup_every=1))):
+        guard.set_model(model)
+        guard.on_train_begin()  # wraps the train step and makes the train function, as fit would
+        functions[name] = model.train_function
+        for _ in range(3):  # traces what it runs (the default guard: both of its functions)
+            functions[name](iterator)
+        guard.on_train_end()  # undoes the wrapping; the traced functions stay as they are
+    for function in functions.values():  # warm-up
+        for _ in range(20):
             function(iterator)
-            times[name].append(clock() - start)
-    guard.on_train_end()
-    plain, guarded = np.array(times["plain"]), np.array(times["nan_guard"])
-    extra = guarded - plain
-    rng = np.random.default_rng(0)
-    boot = [np.median(rng.choice(extra, len(extra))) for _ in range(500)]
+    names = list(functions)
+    per_step: dict[str, list[float]] = {n: [] for n in names}
+    clock, order = time.perf_counter, random.Random(0)
+    for _ in range(rounds):
+        order.shuffle(names)
+        for name in names:
+            function = functions[name]
+            function(iterator)  # the first step after another function's: not timed
+            start = clock()
+            for _ in range(STEP_BLOCK - 1):
+                function(iterator)
+            per_step[name].append((clock() - start) / (STEP_BLOCK - 1))
+    plain = np.array(per_step["plain"])
+
+    def extra(name: str) -> tuple[float, list[float]]:
+        values = [1e6 * float(v) for v in np.array(per_step[name]) - plain]
+        return statistics.median(values), list(median_interval(values))
+
+    guard_extra, guard_interval = extra("nan_guard")
+    aa_extra, aa_interval = extra("plain_again")
+    snapshot_extra, _ = extra("snapshot_step")
+    amortize = (snapshot_extra - guard_extra) / every
     return {
-        "pairs": pairs,
+        "rounds": rounds,
+        "steps_per_block": STEP_BLOCK,
         "plain_step_us": 1e6 * float(np.median(plain)),
-        "guarded_step_us": 1e6 * float(np.median(guarded)),
-        "extra_us": 1e6 * float(np.median(extra)),
-        "extra_us_interval": [
-            1e6 * float(np.percentile(boot, 5)),
-            1e6 * float(np.percentile(boot, 95)),
-        ],
+        "guarded_step_us": 1e6 * float(np.median(per_step["nan_guard"])),
+        "extra_us": guard_extra,
+        "extra_us_interval": guard_interval,
+        "plain_again_extra_us": aa_extra,
+        "plain_again_extra_us_interval": aa_interval,
+        "snapshot_step_extra_us": snapshot_extra,
+        "backup_every": every,
+        "amortized_extra_us": guard_extra + amortize,
+        "amortized_extra_us_interval": [v + amortize for v in guard_interval],
         "interval_coverage": INTERVAL_COVERAGE,
     }
+
+
+def step_verdict(step: dict[str, Any]) -> str:
+    """ "met" / "missed" by the implied fit ratio's interval; "noisy" when it straddles the
+    target, for a smoke run (fewer than `MIN_STEP_ROUNDS`), or when the A/A interval
+    excludes 0 (the measurement itself is biased)."""
+    low, high = step["implied_fit_ratio_interval"]
+    aa_low, aa_high = step["plain_again_extra_us_interval"]
+    if step["rounds"] < MIN_STEP_ROUNDS or not aa_low <= 0 <= aa_high:
+        return "noisy"
+    target = step["target_ratio"]
+    return "met" if high <= target else "missed" if low > target else "noisy"
 
 
 def measure(
@@ -182,7 +229,7 @@ def measure(
     batch_size: int,
     only: list[str] | None,
     repeat_data: int = 1,
-    step_pairs: int = 3000,
+    step_rounds: int = 1500,
 ) -> dict:
     """Run the interleaved fits in this process's flavor; return the result dict."""
     import numpy as np
@@ -319,21 +366,17 @@ def measure(
             "verdict": verdict,
         }
     extra: dict[str, Any] = {}
-    if "nan_guard" in names and step_pairs > 0:
+    if "nan_guard" in names and step_rounds > 0:
         with Window() as window:
-            step = step_cost(build, x, y, batch_size, step_pairs)
+            step = step_cost(build, x, y, batch_size, step_rounds)
         plain_fit_step_us = 1e6 * configs["nan_guard"]["plain_median_epoch_s"] / steps
         step["plain_fit_step_us"] = plain_fit_step_us
-        step["implied_fit_ratio"] = 1 + step["extra_us"] / plain_fit_step_us
+        step["implied_fit_ratio"] = 1 + step["amortized_extra_us"] / plain_fit_step_us
         step["implied_fit_ratio_interval"] = [
-            1 + v / plain_fit_step_us for v in step["extra_us_interval"]
+            1 + v / plain_fit_step_us for v in step["amortized_extra_us_interval"]
         ]
-        target = TARGETS["nan_guard"]
-        low, high = step["implied_fit_ratio_interval"]
-        step["target_ratio"] = target
-        step["verdict"] = "met" if high <= target else "missed" if low > target else "noisy"
-        if step_pairs < MIN_STEP_PAIRS:
-            step["verdict"] = "noisy"  # a smoke run: too few pairs to decide
+        step["target_ratio"] = TARGETS["nan_guard"]
+        step["verdict"] = step_verdict(step)
         step["load"] = window.record
         extra["nan_guard_step"] = step
     return {
@@ -362,7 +405,10 @@ def main(argv: list[str] | None = None) -> dict:
         "--repeat-data", type=int, default=1, help="copies of the digits in one epoch"
     )
     parser.add_argument(
-        "--step-pairs", type=int, default=3000, help="NaNGuard step pairs (0: none)"
+        "--step-rounds",
+        type=int,
+        default=1500,
+        help="rounds of NaNGuard step blocks (0: none; see step_cost)",
     )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--flavor", choices=("both", "keras3", "tf_keras"), default="both")
@@ -371,9 +417,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error(f"Argument `--rounds` must be >= 1. Received: --rounds={args.rounds}")
-    if args.step_pairs < 0:
+    if args.step_rounds < 0:
         parser.error(
-            f"Argument `--step-pairs` must be >= 0. Received: --step-pairs={args.step_pairs}"
+            f"Argument `--step-rounds` must be >= 0. Received: --step-rounds={args.step_rounds}"
         )
     only = None if not args.only else [n.strip() for n in args.only.split(",")]
     unknown = sorted(set(only or []) - set(TARGETS))
@@ -387,15 +433,16 @@ def main(argv: list[str] | None = None) -> dict:
 
     if args.flavor != "both":
         return write_result(
-            measure(args.rounds, args.batch_size, only, args.repeat_data, args.step_pairs), args.out
+            measure(args.rounds, args.batch_size, only, args.repeat_data, args.step_rounds),
+            args.out,
         )
     # Keras 3 here; tf_keras in a fresh process (the flavor is fixed at import).
     legacy_out = args.out + ".tf_keras.json"
     cmd = [sys.executable, os.path.abspath(__file__), "--flavor", "tf_keras", "--out", legacy_out]
     cmd += ["--rounds", str(args.rounds)]
-    cmd += ["--repeat-data", str(args.repeat_data), "--step-pairs", str(args.step_pairs)]
+    cmd += ["--repeat-data", str(args.repeat_data), "--step-rounds", str(args.step_rounds)]
     cmd += ["--batch-size", str(args.batch_size)] + (["--only", args.only] if args.only else [])
-    keras3 = measure(args.rounds, args.batch_size, only, args.repeat_data, args.step_pairs)
+    keras3 = measure(args.rounds, args.batch_size, only, args.repeat_data, args.step_rounds)
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:

@@ -1,8 +1,8 @@
-"""What `NaNGuard` adds to the train step: all of it runs in the graph, on the device.
+"""What `NaNGuard` adds to the train step: the decisions run in the graph, on the device.
 
 `GuardedStep` owns a few variables (one snapshot of the model and optimizer
-state, a step counter, a fault counter, an event table, an LR scale) and
-wraps a model's ``train_step``:
+state, a fault counter, an event table, an LR scale) and wraps a model's
+``train_step``:
 
 1. At the start of a snapshot step (every ``backup_every``-th), the state the
    step starts from (weights, optimizer slots, BatchNorm statistics) is read
@@ -13,9 +13,9 @@ wraps a model's ``train_step``:
    backpropagation. The guard only records the gradients it is given, the loss
    (captured from ``scale_loss`` / ``minimize``, or else the logged one), and
    swaps a Keras schedule for the same schedule times the guard's LR scale.
-3. After the step, one conditional (in cross-replica context under a
-   ``tf.distribute`` strategy, so that every replica takes the same branch)
-   decides on the loss and every gradient being finite:
+3. After the step (in cross-replica context under a ``tf.distribute``
+   strategy, so that every replica agrees), the loss and every gradient are
+   tested:
 
    * all finite, on a snapshot step: the state read in 1. is proven good by
      that finite loss; with ``check_weights`` it is tested, then copied into
@@ -25,19 +25,36 @@ wraps a model's ``train_step``:
      LR is cut (or, after ``max_retries``, every later step is undone), the
      event is written into the event table, Keras' running metrics are reset
      (they would stay NaN for the epoch) and -- outside XLA only -- the batch
-     is handed to the host with ``tf.py_function``.
+     is handed to the host.
 
 A non-finite step therefore never outlives the train step that computed it,
 and the end state is that of a skipped update followed by the rollback.
-Nothing is read back to the host on a good step. What a good step pays is
-the finiteness test (one sum per gradient) and the conditional at its end
-(with ``backup_every > 1``, also the one that reads the state on snapshot
-steps). The previous design put the update inside a conditional, as
-``LossScaleOptimizer`` does; that holds every variable's update back until
-the last gradient is tested; on a 2-core CPU VM it cost more per step in
-4 of 5 noisy runs of single alternating steps (e.g. +313 us against +197 us
-on a 4.2 ms Keras 3 step). ``benchmarks/callback_overhead.py`` has the
-current figures.
+Nothing is read back to the host on a good step.
+
+How it is decided costs more than what is decided. Each variable among the
+inputs of a conditional node is passed on every step, taken or not: on a
+2-core CPU VM, ~25 us for the first and ~3 us for each further one (an `If`
+over 40 variables: +138 us; over 40 tensors: +10 us). So, outside XLA and
+with one step per call (`make_train_function`):
+
+* the host chooses the snapshot steps: it runs one of two traced train
+  functions, with or without the read of 1. and its save (a select, no
+  conditional), so no conditional decides it in the graph;
+* the only conditional takes no variable: on a fault its branch runs
+  `_fault` eagerly, through ``tf.py_function``, which reaches the variables
+  directly. It depends on every stateful op of the step, since automatic
+  control dependencies order it after the update only through variables.
+
+Under XLA (compiled conditionals have no such cost, and ``tf.py_function``
+cannot run) and with ``steps_per_execution > 1`` (several steps in one call),
+one conditional in the graph decides, with the same `_fault`. Where a train
+function is traced by someone else (a callback that re-traces after the guard
+installed), the step decides in the graph too: slower, never wrong.
+
+Putting the update itself inside the conditional, as ``LossScaleOptimizer``
+does, would hold every variable's update back until the last gradient is
+tested; it cost more on the same VM. ``benchmarks/callback_overhead.py`` has
+the current figures.
 """
 
 from __future__ import annotations
@@ -50,7 +67,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from keras_opt._state import base_optimizer, unique
+from keras_opt._state import base_optimizer, read_float, unique
 from keras_opt.backend import is_tf_keras, keras
 
 try:  # one-node conditionals (see `_case`); tf.switch_case where TensorFlow lacks it
@@ -131,6 +148,8 @@ def _case(index: Any, branches: list[Callable[[], Any]], *, lower: bool) -> Any:
     control-flow mode, on every step; a rarely taken branch is cheaper as one node.
     """
     index = tf.cast(index, tf.int32)
+    if tf.executing_eagerly():  # run_eagerly=True
+        return branches[int(index)]()
     if lower or _indexed_case is None:
         return tf.switch_case(index, branches)
     return _indexed_case(index, branches, lower_using_switch_merge=False)
@@ -172,9 +191,11 @@ class _PackedSnapshot:
         """The snapshot as `pack` returns it (reads, no copy)."""
         return [tf.convert_to_tensor(flat) for flat in self.flat]
 
-    def save(self, packed: list[tf.Tensor]) -> None:
-        """Copy ``packed`` (from `pack`) into the snapshot."""
+    def save(self, packed: list[tf.Tensor], where: Any = None) -> None:
+        """Copy ``packed`` (from `pack`) into the snapshot (only if ``where``, when given)."""
         for flat, value in zip(self.flat, packed, strict=True):
+            if where is not None:
+                value = tf.where(where, value, tf.convert_to_tensor(flat))
             flat.assign(value)
 
     def restore(self, variables: list[Any]) -> None:
@@ -215,6 +236,9 @@ class GuardedStep:
         self.check_weights = check_weights
         self.backup_every = backup_every
         self.capture = capture  # host function for the batch of a fault; None under XLA
+        # While the host's train function runs: whether it chose a snapshot step.
+        self._variant: bool | None = None
+        self.host_steps = 0  # steps the host chose (the graph counts `step`)
         self.layout: tuple[Any, list[bool]] | None = None
         # One node per conditional on one device; lowered ones under several replicas.
         self.lower = model.distribute_strategy.num_replicas_in_sync > 1
@@ -329,12 +353,57 @@ class GuardedStep:
                 if self._swap_depth == 0:
                     self.optimizer._learning_rate = self._swapped
 
+    # -- the train function: snapshot steps chosen on the host -----------------------------
+    def make_train_function(self) -> None:
+        """Make the model's train function; outside XLA, two of them and a host-side choice.
+
+        With one step per call and no XLA, the host knows which step is next: a snapshot
+        step runs a function traced with the state read and saved in it, every other step
+        one traced without, so neither needs a conditional with variable inputs (see the
+        module docstring). Everywhere else (``jit_compile``, ``steps_per_execution > 1``, or a train
+        function traced by someone else, e.g. a callback that re-traces after the guard)
+        the step decides in the graph.
+        """
+        model = self.model
+        model.make_train_function(force=True)
+        steps = getattr(model, "steps_per_execution", 1)
+        if (
+            self.capture is None  # XLA: no tf.py_function
+            or read_float(steps) != 1
+            or getattr(model, "_autotune_steps_per_execution", False)
+        ):
+            return
+        functions = {False: model.train_function}
+        model.make_train_function(force=True)
+        functions[True] = model.train_function
+
+        def train_function(iterator: Any) -> Any:
+            due = self.host_steps % self.backup_every == 0
+            self._variant = due
+            try:
+                logs = functions[due](iterator)
+            finally:
+                self._variant = None
+            self.host_steps += 1  # a call that raised (end of data) ran no step
+            return logs
+
+        setattr(train_function, _MARK, True)
+        train_function.variants = functions  # type: ignore[attr-defined]  # for tests
+        model.train_function = train_function
+
+    @property
+    def steps(self) -> int:
+        """Eagerly: the steps run in this fit: those the host chose, and those the graph counted."""
+        return self.host_steps + int(self.step.numpy())
+
     # -- pieces used inside the traced step (cross-replica context) --------------------
-    def _before(self, distribution: Any) -> tuple[Any, ...]:
+    def _before(self, distribution: Any, variant: bool | None) -> tuple[Any, ...]:
         """Whether this is a snapshot step; then the state it starts from (packed) and its LR.
 
-        A float LR can change between steps (a callback sets it): the state this step starts
-        from was produced with the LR of the previous update, which is the one to restore.
+        ``variant`` is None when the step decides in the graph, else whether the host
+        chose a snapshot step. A float LR can change between steps (a callback sets it):
+        the state this step starts from was produced with the LR of the previous update,
+        which is the one to restore.
         """
         lr = None
         if self.lr_variable is not None:
@@ -344,7 +413,9 @@ class GuardedStep:
         def read() -> list[tf.Tensor]:
             return self.snapshot.pack([tf.convert_to_tensor(v) for v in self.all_state])
 
-        if self.backup_every == 1:
+        if variant is False:
+            return None, None, lr
+        if variant or self.backup_every == 1:
             return tf.constant(True), read(), lr
         due = tf.equal(tf.math.floormod(self.step, self.backup_every), 0)
         # Not due: the snapshot's own values stand in (a read, no copy; never saved).
@@ -383,15 +454,45 @@ class GuardedStep:
         return values[0] if len(values) == 1 else tf.reduce_all(tf.stack(values))
 
     def _after(
-        self, distribution: Any, before: tuple[Any, ...], local_ok: Any, leaves: Any
-    ) -> tf.Tensor:
-        """After the step: refresh the snapshot, or undo the step; count it. Returns the cause."""
+        self,
+        distribution: Any,
+        before: tuple[Any, ...],
+        variant: bool | None,
+        local_ok: Any,
+        leaves: Any,
+    ) -> None:
+        """After the step: refresh the snapshot, or undo the step; count it."""
         ok = self._agree(distribution, local_ok)
         due, packed, lr = before
+        shards = [list(distribution.experimental_local_results(leaf)) for leaf in leaves]
+        shards = [list(replica) for replica in zip(*shards, strict=True)] if shards else []
+        if variant is None:
+            step = tf.convert_to_tensor(self.step)
+            self._decide_in_graph(ok, due, packed, lr, step, shards)
+            self.step.assign_add(1)
+            return
+        if not variant:
+            self._fault_on_host(tf.logical_not(ok), [CAUSE_LOSS], shards)
+            return
+        # A snapshot step: keep the state it started from if it proved good.
+        good, index = ok, tf.where(ok, 0, 1)
+        if self.check_weights:  # never keep a non-finite state: a fault
+            finite = all_finite(packed)
+            good = tf.logical_and(ok, finite)
+            index = tf.where(ok, tf.where(finite, 0, 2), 1)
+        self.snapshot.save(packed, where=good)
+        if lr is not None:
+            self.snap_lr.assign(tf.where(good, lr, tf.convert_to_tensor(self.snap_lr)))
+        self._fault_on_host(index, [CAUSE_LOSS, CAUSE_WEIGHTS], shards)
+
+    def _decide_in_graph(
+        self, ok: Any, due: Any, packed: Any, lr: Any, step: Any, shards: list[list[Any]]
+    ) -> None:
+        """One conditional: nothing, the snapshot refreshed, or a fault (a node under XLA)."""
 
         def fault(cause: int) -> Callable[[], tf.Tensor]:
             def handle() -> tf.Tensor:
-                self._fault(distribution, tf.constant(cause), leaves)
+                self._fault(tf.constant(cause), step, shards)
                 return tf.constant(cause)
 
             return handle
@@ -413,17 +514,45 @@ class GuardedStep:
             index = tf.where(ok, 1, 2)
         else:
             index = tf.where(ok, tf.where(due, 1, 0), 2)
-        status = _case(index, [lambda: tf.constant(0), commit, fault(CAUSE_LOSS)], lower=self.lower)
-        self.step.assign_add(1)
-        return status
+        _case(index, [lambda: tf.constant(0), commit, fault(CAUSE_LOSS)], lower=self.lower)
 
-    def _fault(self, distribution: Any, cause: Any, leaves: Any) -> tf.Tensor:
+    def _fault_on_host(self, index: Any, causes: list[int], shards: list[list[Any]]) -> None:
+        """A conditional with no variable among its inputs: on a fault, `_fault` runs eagerly.
+
+        ``index`` 0 is a good step, else ``causes[index - 1]`` is the fault's. The host
+        reaches the variables directly. The node depends on every stateful op of the step:
+        without a variable input, automatic control dependencies would not order it after
+        the update.
+        """
+        flat = [t for replica in shards for t in replica]
+        replicas = len(shards)
+
+        def host(cause: int, arrays: Any) -> bool:
+            count = len(arrays) // replicas if replicas else 0
+            parts = [list(arrays[r * count : (r + 1) * count]) for r in range(replicas)]
+            with self.model.distribute_strategy.scope():
+                self._fault(tf.constant(cause), self.steps, parts)
+            return True
+
+        def fault(cause: int) -> Callable[[], tf.Tensor]:
+            return lambda: tf.py_function(lambda *a: host(cause, a), flat, Tout=tf.bool)
+
+        branches = [lambda: tf.constant(False), *(fault(c) for c in causes)]
+        if tf.executing_eagerly():  # run_eagerly=True: in order anyway
+            _case(index, branches, lower=self.lower)
+            return
+        graph = tf.compat.v1.get_default_graph()
+        done = tf.group(*[op for op in graph.get_operations() if op._is_stateful])
+        with tf.control_dependencies([done]):
+            _case(index, branches, lower=self.lower)
+
+    def _fault(self, cause: Any, step: Any, shards: list[list[Any]]) -> tf.Tensor:
         """Undo the step; cut the LR (or give up); record the event; reset metrics; hand over."""
         self._restore()
         for metric in self.model.metrics:  # they would stay NaN for the epoch
             for var in metric.variables:
                 var.assign(tf.zeros_like(tf.convert_to_tensor(var)))
-        step = tf.convert_to_tensor(self.step) + 1  # this step, 1-based (counted after it)
+        step = tf.convert_to_tensor(step, tf.int64) + 1  # this step, 1-based
 
         def record() -> tf.Tensor:
             index = tf.convert_to_tensor(self.faults)
@@ -441,7 +570,7 @@ class GuardedStep:
             self.faults.assign_add(1)
             if self.capture is not None:
                 full = tf.concat([tf.reshape(tf.cast(index, tf.float64), (1,)), row], 0)
-                self._hand_over(distribution, full, leaves)
+                self._hand_over(full, shards)
             return tf.constant(True)
 
         # After giving up every step is undone, and nothing more is recorded.
@@ -449,14 +578,12 @@ class GuardedStep:
             tf.less_equal(self.faults, self.max_retries), record, lambda: tf.constant(False)
         )
 
-    def _hand_over(self, distribution: Any, row: tf.Tensor, leaves: tuple[Any, ...]) -> None:
-        """The event and the batch (every replica's shard) to the host, on a fault only."""
-        shards = [distribution.experimental_local_results(leaf) for leaf in leaves]
-        replicas = len(shards[0]) if shards else 1
-        tensors = [tf.identity(part) for r in range(replicas) for part in (s[r] for s in shards)]
+    def _hand_over(self, row: tf.Tensor, shards: list[list[Any]]) -> None:
+        """The event and the batch (each replica's shard of each leaf) to the host, on a fault."""
         host = self.capture
         assert host is not None  # only called when the batch can be captured
-        count = len(leaves)
+        replicas, count = len(shards), len(shards[0]) if shards else 0
+        tensors = [tf.identity(part) for shard in shards for part in shard]
 
         def run(row: Any, *arrays: Any) -> Any:
             parts = [list(arrays[r * count : (r + 1) * count]) for r in range(replicas)]
@@ -471,7 +598,8 @@ class GuardedStep:
         def step(data: Any) -> Any:
             context = tf.distribute.get_replica_context()
             trace: dict[str, Any] = {"loss": None, "grads": []}
-            before = context.merge_call(self._before)
+            variant = self._variant  # set by the host's train function while it runs
+            before = context.merge_call(self._before, args=(variant,))
             flat = tf.nest.flatten(data)
             # How to rebuild (x, y, sample_weight) from the leaves handed to the host.
             self.layout = (
@@ -493,8 +621,8 @@ class GuardedStep:
                 tested.append(tf.cast(loss, tf.float32))  # summed in float32 by all_finite
             local_ok = all_finite(tested)
 
-            def after(distribution: Any, local_ok: Any, *leaves: Any) -> tf.Tensor:
-                return self._after(distribution, before, local_ok, leaves)
+            def after(distribution: Any, local_ok: Any, *leaves: Any) -> None:
+                self._after(distribution, before, variant, local_ok, leaves)
 
             context.merge_call(after, args=(local_ok, *leaves))
             return logs

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_opt import _validation as v
-from keras_opt._state import base_optimizer, read_float
+from keras_opt._state import base_optimizer
 from keras_opt.backend import keras
 from keras_opt.callbacks._base import Callback
 from keras_opt.callbacks._guard_step import CAUSES, GuardedStep
@@ -31,14 +31,13 @@ class NaNGuard(Callback):
     model's ``train_step`` (restored at ``on_train_end``):
 
     * **Non-finite loss or gradient:** the step is undone inside the train
-      step. The update runs as Keras wrote it, and one conditional at the end
-      of the step puts the snapshot back when the loss or any gradient was
-      non-finite, so a non-finite step never outlives the train step that
-      computed it: the end state is that of a skipped update followed by the
+      step. The update runs as Keras wrote it, and at the end of the step
+      the snapshot is put back when the loss or any gradient was non-finite,
+      so a non-finite step never outlives the train step that computed it: the end state is that of a skipped update followed by the
       rollback below. (Keras' ``LossScaleOptimizer`` puts a ``tf.cond`` around
       the update instead, which holds every variable's update back until the
       last gradient is tested; measured on a 2-core CPU, that costs more.)
-      Under ``tf.distribute`` the conditional runs in cross-replica context,
+      Under ``tf.distribute`` the decision is made in cross-replica context,
       so every replica agrees.
     * **Weights poisoned by an update:** the next step's loss is non-finite
       (an overflowing update leaves inf/NaN or huge weights), and the state
@@ -71,6 +70,7 @@ class NaNGuard(Callback):
     x1, ..., y0, ..., sw0, ...`` for the flattened inputs, targets and sample
     weights) in ``save_dir``; the findings are in ``self.report``. The batch
     reaches the host through ``tf.py_function``, which runs only on a fault.
+    ``run_eagerly=True`` works the same.
     Under ``MirroredStrategy`` the replicas' shards are put back together.
 
     **XLA (``jit_compile=True``, which Keras 3 picks by default on a GPU):** the
@@ -82,14 +82,20 @@ class NaNGuard(Callback):
     weights stay at the last good state). It says so in a warning.
 
     Cost: per step, one sum per gradient (the finiteness test), a few scalar
-    ops and one conditional after the update (with ``backup_every > 1``, one
-    more, which reads the state on snapshot steps); every ``backup_every``
-    steps, one copy of the state into the snapshot, packed in one variable
-    per dtype. That is a fixed cost per step, not per parameter: on a 2-core
-    CPU VM, ``benchmarks/callback_overhead.py`` measured +105 us (Keras 3)
-    and +60 us (tf_keras) per step of the digits CNN, about 2% of its 3-5 ms
-    ``fit`` step, less on bigger steps. Memory: one copy of the weights and
-    optimizer state on the device (and, on snapshot steps, the packed read).
+    ops and one conditional, which takes no variable: on a fault, its branch
+    undoes the step on the host, through ``tf.py_function``, reaching the
+    variables directly (each variable among a conditional node's inputs
+    costs every step, taken or not). The host picks the snapshot steps: every
+    ``backup_every``-th step runs a second traced train function that also
+    copies the state into the snapshot (packed in one variable per dtype).
+    Under XLA, with ``steps_per_execution > 1``, or when a later callback
+    re-traces the train function, the graph decides instead (one conditional
+    over the state: slower, same guarantees). On a 2-core CPU VM,
+    ``benchmarks/callback_overhead.py`` measures the digits CNN's step with
+    and without the guard on one model (see ``benchmarks/RESULTS.md``): a
+    fixed cost per step, not per parameter, of the order of 1-2% of its
+    3 ms ``fit`` step, less on bigger steps. Memory: one copy of the weights
+    and optimizer state on the device (and, on snapshot steps, the packed read).
 
     Args:
         factor: Float in (0, 1). LR multiplier at each rescue.
@@ -241,7 +247,7 @@ class NaNGuard(Callback):
     def _install(self) -> None:
         assert self._graph is not None
         self._graph.install()
-        self.model.make_train_function(force=True)
+        self._graph.make_train_function()
 
     def _uninstall(self) -> None:
         if self._graph is not None:
@@ -302,7 +308,7 @@ class NaNGuard(Callback):
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch = epoch
         if self._graph is not None:
-            self._epoch_start = int(read_float(self._graph.step))
+            self._epoch_start = self._graph.steps
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self._sync()

@@ -82,8 +82,8 @@ def test_run_all_quick_writes_results_json_and_markdown(quick_run):
     ]
     for row, flavor in zip(rows[1::2], ("keras3", "tf_keras"), strict=True):
         step = entry["result"]["flavors"][flavor]["nan_guard_step"]
-        assert step["pairs"] == 100
-        assert "over 100 alternating step pairs" in row["value"]
+        assert step["rounds"] == 100
+        assert "over 100 rounds of step blocks" in row["value"]
         assert step["verdict"] == row["verdict"] == "noisy"  # too few pairs to decide
     for row, flavor in zip(rows[::2], ("keras3", "tf_keras"), strict=True):
         config = entry["result"]["flavors"][flavor]["configs"]["nan_guard"]
@@ -145,11 +145,12 @@ def test_nan_guard_step_cost_row_reads_the_interval_against_the_fit_step(extra, 
     fit_step = 3000.0  # us: 2% is 60 us
     low, high = (1 + e / fit_step for e in extra)
     step = {
-        "pairs": 3000,
+        "rounds": 3000,
         "plain_step_us": 2000.0,
         "guarded_step_us": 2000.0 + sum(extra) / 2,
-        "extra_us": sum(extra) / 2,
-        "extra_us_interval": list(extra),
+        "amortized_extra_us": sum(extra) / 2,
+        "amortized_extra_us_interval": list(extra),
+        "plain_again_extra_us_interval": [-8.0, 5.0],
         "interval_coverage": 0.9,
         "plain_fit_step_us": fit_step,
         "implied_fit_ratio": 1 + sum(extra) / 2 / fit_step,
@@ -165,7 +166,33 @@ def test_nan_guard_step_cost_row_reads_the_interval_against_the_fit_step(extra, 
     assert row["metric"] == "NaNGuard() in-graph cost per step, as a fit ratio (keras3)"
     assert row["verdict"] == verdict
     assert f"interval {low:.3f}-{high:.3f}" in row["value"]
-    assert f"(+{extra[0]:.0f} to +{extra[1]:.0f}) over 3000 alternating step pairs" in row["value"]
+    assert (
+        f"(+{extra[0]:.0f} to +{extra[1]:.0f}, snapshot steps amortized) over 3000 rounds"
+        in (row["value"])
+    )
+    assert "A/A -8 to +5 us" in row["value"]
+
+
+@pytest.mark.parametrize(
+    ("rounds", "ratio", "aa", "verdict"),
+    [
+        (1500, (1.010, 1.015), (-5.0, 4.0), "met"),
+        (1500, (1.025, 1.030), (-5.0, 4.0), "missed"),
+        (1500, (1.015, 1.025), (-5.0, 4.0), "noisy"),
+        (100, (1.010, 1.015), (-5.0, 4.0), "noisy"),  # a smoke run decides nothing
+        (1500, (1.010, 1.015), (12.0, 30.0), "noisy"),  # the A/A comparison is biased
+    ],
+)
+def test_step_verdict_needs_rounds_and_an_unbiased_a_a(rounds, ratio, aa, verdict):
+    import callback_overhead
+
+    step = {
+        "rounds": rounds,
+        "implied_fit_ratio_interval": list(ratio),
+        "plain_again_extra_us_interval": list(aa),
+        "target_ratio": 1.02,
+    }
+    assert callback_overhead.step_verdict(step) == verdict
 
 
 @pytest.mark.parametrize(
@@ -178,7 +205,7 @@ def test_median_interval_uses_binomial_order_statistics(values, expected):
     assert callback_overhead.median_interval(values) == expected
 
 
-@pytest.mark.parametrize(("flag", "value"), [("--rounds", "0"), ("--step-pairs", "-1")])
+@pytest.mark.parametrize(("flag", "value"), [("--rounds", "0"), ("--step-rounds", "-1")])
 def test_callback_overhead_rejects_bad_counts(flag, value, capsys):
     import callback_overhead
 

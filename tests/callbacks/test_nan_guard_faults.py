@@ -24,6 +24,7 @@ class Recorder(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.weights.append(self.model.get_weights())
+        self.guard_function = getattr(self.model.train_function, "_keras_opt_nan_guard", False)
 
 
 class PoisonMovingVariance(keras.callbacks.Callback):
@@ -149,10 +150,20 @@ def test_a_loss_only_the_logs_show_is_undone_after_the_step(digits):
     assert float(np.asarray(model.optimizer.learning_rate)) == pytest.approx(0.025)
 
 
+class Retrace(keras.callbacks.Callback):
+    """Re-traces the train function after the guard installed (as some callbacks do)."""
+
+    def on_train_begin(self, logs=None):
+        self.model.make_train_function(force=True)
+
+
+@pytest.mark.parametrize("decided_in", ["host", "graph"])
 @pytest.mark.parametrize(("bad", "back_to"), [(3, 1), (4, 1), (5, 3)])
-def test_backup_every_2_rolls_back_to_the_last_proven_snapshot(digits, bad, back_to):
+def test_backup_every_2_rolls_back_to_the_last_proven_snapshot(digits, bad, back_to, decided_in):
     """Snapshots on steps 0, 2, 4: each is the state its step started from, once that step's
-    loss proved it. A fault on a snapshot step (4) does not keep its unproven state."""
+    loss proved it. A fault on a snapshot step (4) does not keep its unproven state. The same
+    whether the host picks the snapshot steps (the guard's own train function) or the graph
+    does (a train function traced after the guard's, by a later callback)."""
     x, y, _, _ = digits
     model = compile_classifier(build_sequential_cnn(), keras.optimizers.SGD(0.05, momentum=0.5))
     recorder, guard = Recorder(), NaNGuard(factor=0.5, backup_every=2)
@@ -161,11 +172,41 @@ def test_backup_every_2_rolls_back_to_the_last_proven_snapshot(digits, bad, back
         y[:800],
         batch_size=BATCH,
         shuffle=False,
-        callbacks=[guard, recorder],
+        callbacks=[guard, recorder, *([Retrace()] if decided_in == "graph" else [])],
         verbose=0,
     )
     assert [(e["batch"], e["cause"]) for e in guard.rescues] == [(bad, "loss")]
     assert _same(recorder.weights[bad], recorder.weights[back_to])
+    # The guard's own train function (marked) chooses between its two traced ones.
+    assert recorder.guard_function == (decided_in == "host")
+
+
+@pytest.mark.parametrize(
+    "compile_kwargs", [{"run_eagerly": True}, {"steps_per_execution": 2}], ids=["eager", "spe2"]
+)
+def test_eager_and_several_steps_per_call_roll_back_in_the_step(digits, compile_kwargs):
+    """run_eagerly (no graph) and steps_per_execution=2 (the graph decides): same rescue."""
+    x, y, _, _ = digits
+    model = build_sequential_cnn()
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.05),
+        loss="sparse_categorical_crossentropy",
+        **compile_kwargs,
+    )
+    recorder, guard = Recorder(), NaNGuard(factor=0.5, backup_every=1)
+    model.fit(
+        _nan_batch(x, 3)[:800],
+        y[:800],
+        batch_size=BATCH,
+        shuffle=False,
+        callbacks=[guard, recorder],
+        verbose=0,
+    )
+    assert [(e["batch"], e["cause"]) for e in guard.rescues] == [(3, "loss")]
+    assert float(np.asarray(model.optimizer.learning_rate)) == pytest.approx(0.025)
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    if "run_eagerly" in compile_kwargs:  # every batch seen: back to the state after batch 1
+        assert _same(recorder.weights[3], recorder.weights[1])
 
 
 class Interrupt(keras.callbacks.Callback):
@@ -312,3 +353,63 @@ def test_under_mirrored_strategy_on_two_logical_cpus():
     # Both replicas' shards of the offending batch, put back together in order.
     assert result["report_batch"] == 2
     assert result["saved_matches"]
+
+
+def _fault_nodes(graph_def):
+    """(its graph's nodes, node) for each conditional whose branches call the host."""
+    library = {f.signature.name: f for f in graph_def.library.function}
+
+    def calls_host(name):
+        return any(n.op == "EagerPyFunc" for n in library[name].node_def)
+
+    found = []
+    for nodes in [list(graph_def.node), *(f.node_def for f in library.values())]:
+        for node in nodes:
+            if node.op in ("If", "Case", "StatelessIf", "StatelessCase"):
+                names = [b.name for b in node.attr["branches"].list.func] or [
+                    node.attr[k].func.name for k in ("then_branch", "else_branch")
+                ]
+                if any(calls_host(n) for n in names):
+                    found.append((nodes, node))
+    return found
+
+
+def _concrete(train_function, iterator):
+    """tf_keras' train function is a tf.function; Keras 3's a Python function around one."""
+    if not hasattr(train_function, "get_concrete_function"):
+        cells = [c.cell_contents for c in train_function.__closure__ or ()]
+        train_function = next(c for c in cells if hasattr(c, "get_concrete_function"))
+    return train_function.get_concrete_function(iterator)
+
+
+def test_the_host_runs_after_every_update_of_the_step(digits):
+    """The fault's conditional takes no variable, so automatic control dependencies do not
+    order it: it must wait, through its control inputs, for every variable write of the step."""
+    x, y, _, _ = digits
+    model = compile_classifier(build_sequential_cnn(), keras.optimizers.SGD(0.05, momentum=0.5))
+    model.fit(x[:200], y[:200], batch_size=BATCH, verbose=0)
+    guard = NaNGuard()
+    guard.set_model(model)
+    guard.on_train_begin()
+    try:
+        variants = model.train_function.variants
+        iterator = iter(tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH))
+        guard._graph._variant = False  # traced as the host's train function traces it
+        graph_def = _concrete(variants[False], iterator).graph.as_graph_def()
+    finally:
+        guard._graph._variant = None
+        guard.on_train_end()
+    ((function, node),) = _fault_nodes(graph_def)
+    nodes = {n.name: n for n in function}
+    before, stack = set(), list(node.input)
+    while stack:  # everything the conditional waits for, through control and data inputs
+        name = stack.pop().lstrip("^").split(":")[0]
+        if name in nodes and name not in before:
+            before.add(name)
+            stack.extend(nodes[name].input)
+    # The writes made before it (nodes are listed in the order they were made; tf_keras counts
+    # the step after the train step).
+    made_before = function[: [n.name for n in function].index(node.name)]
+    writes = {n.name for n in made_before if n.op.startswith(("Assign", "ResourceApply"))}
+    assert len(writes) >= 4  # the momentum SGD update of the CNN's variables
+    assert writes <= before
