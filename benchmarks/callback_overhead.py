@@ -32,11 +32,11 @@ NaNGuard has no per-batch hook: all it costs is in the train step. A 2%
 overhead is below what epoch pairs resolve on a shared VM, so its in-graph
 cost is also measured step by step (``nan_guard_step``, see `step_cost`):
 one model's train functions with and without the guard, in blocks of warm
-steps, ``--step-rounds`` rounds in a random order, with an A/A pair of plain
-functions as the floor (a bias there makes the verdict "noisy"); the snapshot
-steps' cost is added, amortized. ``implied_fit_ratio`` divides it by plain
-fit's time per step (its median epoch over the steps per epoch): computed,
-not measured end to end.
+steps, ``--step-rounds`` rounds in a random order, made anew for several
+instances, with an A/A pair of plain functions as the floor (a bias there
+makes the verdict "noisy"); the snapshot steps' cost is added, amortized.
+``implied_fit_ratio`` divides it by plain fit's time per step (its median
+epoch over the steps per epoch): computed, not measured end to end.
 
 A callback whose work is periodic (GradientMonitor every 100 steps, with 57
 steps an epoch) pays it in some epochs only: the median epoch pair shows the
@@ -103,6 +103,8 @@ MIN_PAIRS = 5
 MIN_STEP_ROUNDS = 1000
 #: Steps per block in `step_cost`: the first is not timed.
 STEP_BLOCK = 4
+#: Most instances of the train functions in `step_cost` (one per 150 rounds).
+STEP_INSTANCES = 8
 
 
 def median_interval(
@@ -131,6 +133,31 @@ def _spread(values: list[float]) -> float:
     return (max(values) - min(values)) / statistics.median(values)
 
 
+def _step_functions(model: Any, iterator: Any, order: Any) -> dict[str, Any]:
+    """One instance of the four train functions of ``model`` (see `step_cost`), traced, warm."""
+    from keras_opt.callbacks import NaNGuard
+
+    names = ["plain", "plain_again", "nan_guard", "snapshot_step"]
+    order.shuffle(names)  # made in a random order: the first made is not always the same one
+    functions = {}
+    for name in names:
+        if name.startswith("plain"):
+            model.make_train_function(force=True)
+            functions[name] = model.train_function
+            continue
+        guard = NaNGuard() if name == "nan_guard" else NaNGuard(backup_every=1)
+        guard.set_model(model)
+        guard.on_train_begin()  # wraps the train step and makes the train function, as fit would
+        functions[name] = model.train_function
+        for _ in range(3):  # traces what it runs (the default guard: both of its functions)
+            functions[name](iterator)
+        guard.on_train_end()  # undoes the wrapping; the traced functions stay as they are
+    for function in functions.values():  # warm-up
+        for _ in range(20):
+            function(iterator)
+    return functions
+
+
 def step_cost(build: Any, x: Any, y: Any, batch_size: int, rounds: int) -> dict[str, Any]:
     """NaNGuard's cost per train step, on one model: its train functions with and without it.
 
@@ -140,11 +167,15 @@ def step_cost(build: Any, x: Any, y: Any, batch_size: int, rounds: int) -> dict[
     default, a snapshot every 100 steps), ``NaNGuard(backup_every=1)`` (a snapshot step
     every step). Each round runs each function for one block of ``STEP_BLOCK`` steps, in a
     random order; the first step of a block (the first after another function's) is not
-    timed, the others are, as in ``fit``, where steps follow one another. The figure is the
-    median over the rounds of a block's time per step minus plain's in the same round, with
-    a 90% order-statistics interval. The median leaves out the rare snapshot steps of the
-    default guard: their cost, measured by the ``backup_every=1`` guard, is added divided
-    by 100 (``amortized_extra_us``).
+    timed, the others are, as in ``fit``, where steps follow one another. A sample is the
+    median over an instance's rounds of a block's time per step minus plain's in the same
+    round. Two traced functions of the same code differ here by up to ~100 us per step, the
+    same in every round (the A/A comparison of one instance showed it), so the functions are
+    made anew, in a random order, for each of up to ``STEP_INSTANCES`` instances (one per
+    150 rounds), and the figure is the median over instances, with a 90% order-statistics
+    interval over them. The median leaves out the rare snapshot steps of the default guard:
+    their cost, measured by the ``backup_every=1`` guard, is added divided by 100
+    (``amortized_extra_us``).
     """
     import random
     import time
@@ -158,52 +189,49 @@ def step_cost(build: Any, x: Any, y: Any, batch_size: int, rounds: int) -> dict[
     model.fit(x[: 2 * batch_size], y[: 2 * batch_size], batch_size=batch_size, verbose=0)
     data = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size, drop_remainder=True)
     iterator = iter(data.repeat())
-    functions = {}
-    for name in ("plain", "plain_again"):
-        model.make_train_function(force=True)
-        functions[name] = model.train_function
     every = NaNGuard().backup_every
-    for name, guard in (("nan_guard", NaNGuard()), ("snapshot_step", NaNGuard(backup_every=1))):
-        guard.set_model(model)
-        guard.on_train_begin()  # wraps the train step and makes the train function, as fit would
-        functions[name] = model.train_function
-        for _ in range(3):  # traces what it runs (the default guard: both of its functions)
-            functions[name](iterator)
-        guard.on_train_end()  # undoes the wrapping; the traced functions stay as they are
-    for function in functions.values():  # warm-up
-        for _ in range(20):
-            function(iterator)
-    names = list(functions)
-    per_step: dict[str, list[float]] = {n: [] for n in names}
+    instances = max(1, min(STEP_INSTANCES, rounds // 150))
+    samples: dict[str, list[float]] = {"nan_guard": [], "plain_again": [], "snapshot_step": []}
+    steps: dict[str, list[float]] = {"plain": [], "nan_guard": []}
     clock, order = time.perf_counter, random.Random(0)
-    for _ in range(rounds):
-        order.shuffle(names)
-        for name in names:
-            function = functions[name]
-            function(iterator)  # the first step after another function's: not timed
-            start = clock()
-            for _ in range(STEP_BLOCK - 1):
-                function(iterator)
-            per_step[name].append((clock() - start) / (STEP_BLOCK - 1))
-    plain = np.array(per_step["plain"])
+    for instance in range(instances):
+        functions = _step_functions(model, iterator, order)
+        names = list(functions)
+        per_step: dict[str, list[float]] = {n: [] for n in names}
+        for _ in range(rounds // instances + (instance < rounds % instances)):
+            order.shuffle(names)
+            for name in names:
+                function = functions[name]
+                function(iterator)  # the first step after another function's: not timed
+                start = clock()
+                for _ in range(STEP_BLOCK - 1):
+                    function(iterator)
+                per_step[name].append((clock() - start) / (STEP_BLOCK - 1))
+        plain = np.array(per_step["plain"])
+        for name, values in samples.items():
+            values.append(1e6 * float(np.median(np.array(per_step[name]) - plain)))
+        for name, values in steps.items():
+            values.extend(per_step[name])
 
-    def extra(name: str) -> tuple[float, list[float]]:
-        values = [1e6 * float(v) for v in np.array(per_step[name]) - plain]
-        return statistics.median(values), list(median_interval(values))
+    def summary(name: str) -> tuple[float, list[float]]:
+        return statistics.median(samples[name]), list(median_interval(samples[name]))
 
-    guard_extra, guard_interval = extra("nan_guard")
-    aa_extra, aa_interval = extra("plain_again")
-    snapshot_extra, _ = extra("snapshot_step")
+    guard_extra, guard_interval = summary("nan_guard")
+    aa_extra, aa_interval = summary("plain_again")
+    snapshot_extra, _ = summary("snapshot_step")
     amortize = (snapshot_extra - guard_extra) / every
     return {
         "rounds": rounds,
+        "instances": instances,
         "steps_per_block": STEP_BLOCK,
-        "plain_step_us": 1e6 * float(np.median(plain)),
-        "guarded_step_us": 1e6 * float(np.median(per_step["nan_guard"])),
+        "plain_step_us": 1e6 * float(np.median(steps["plain"])),
+        "guarded_step_us": 1e6 * float(np.median(steps["nan_guard"])),
         "extra_us": guard_extra,
         "extra_us_interval": guard_interval,
+        "extra_us_per_instance": samples["nan_guard"],
         "plain_again_extra_us": aa_extra,
         "plain_again_extra_us_interval": aa_interval,
+        "plain_again_extra_us_per_instance": samples["plain_again"],
         "snapshot_step_extra_us": snapshot_extra,
         "backup_every": every,
         "amortized_extra_us": guard_extra + amortize,
@@ -218,7 +246,9 @@ def step_verdict(step: dict[str, Any]) -> str:
     excludes 0 (the measurement itself is biased)."""
     low, high = step["implied_fit_ratio_interval"]
     aa_low, aa_high = step["plain_again_extra_us_interval"]
-    if step["rounds"] < MIN_STEP_ROUNDS or not aa_low <= 0 <= aa_high:
+    if step["rounds"] < MIN_STEP_ROUNDS or step.get("instances", 0) < MIN_PAIRS:
+        return "noisy"
+    if not aa_low <= 0 <= aa_high:
         return "noisy"
     target = step["target_ratio"]
     return "met" if high <= target else "missed" if low > target else "noisy"

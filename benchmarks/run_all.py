@@ -235,7 +235,8 @@ def _step_row(flavor: str, step: dict) -> Row:
         f"{step['implied_fit_ratio']:.3f} ({step['interval_coverage']:.0%} interval "
         f"{low:.3f}-{high:.3f}; {step['amortized_extra_us']:+.0f} us per step "
         f"({extra_low:+.0f} to {extra_high:+.0f}, snapshot steps amortized) over "
-        f"{step['rounds']} rounds of step blocks; A/A {aa_low:+.0f} to {aa_high:+.0f} us; "
+        f"{step['rounds']} rounds of step blocks, {step.get('instances', 1)} instances; "
+        f"A/A {aa_low:+.0f} to {aa_high:+.0f} us; "
         f"train step {step['plain_step_us']:.0f} us, fit step {step['plain_fit_step_us']:.0f} us)"
         + (" (noisy)" if noise else ""),
         f"<= {target}",

@@ -33,8 +33,9 @@ class NaNGuard(Callback):
     * **Non-finite loss or gradient:** the step is undone inside the train
       step. The update runs as Keras wrote it, and at the end of the step
       the snapshot is put back when the loss or any gradient was non-finite,
-      so a non-finite step never outlives the train step that computed it: the end state is that of a skipped update followed by the
-      rollback below. (Keras' ``LossScaleOptimizer`` puts a ``tf.cond`` around
+      so a non-finite step never outlives the train step that computed it:
+      the end state is that of a skipped update followed by the rollback
+      below. (Keras' ``LossScaleOptimizer`` puts a ``tf.cond`` around
       the update instead, which holds every variable's update back until the
       last gradient is tested; measured on a 2-core CPU, that costs more.)
       Under ``tf.distribute`` the decision is made in cross-replica context,

@@ -188,6 +188,7 @@ def test_step_verdict_needs_rounds_and_an_unbiased_a_a(rounds, ratio, aa, verdic
 
     step = {
         "rounds": rounds,
+        "instances": max(1, min(8, rounds // 150)),
         "implied_fit_ratio_interval": list(ratio),
         "plain_again_extra_us_interval": list(aa),
         "target_ratio": 1.02,
