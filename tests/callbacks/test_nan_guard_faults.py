@@ -48,6 +48,20 @@ def _nan_batch(x, batch):
     return x
 
 
+def _fit_nan_batch_3(model, x, y):
+    """One epoch of 8 batches, a NaN in batch 3, under NaNGuard(factor=0.5, backup_every=1)."""
+    recorder, guard = Recorder(), NaNGuard(factor=0.5, backup_every=1)
+    model.fit(
+        _nan_batch(x, 3)[:800],
+        y[:800],
+        batch_size=BATCH,
+        shuffle=False,
+        callbacks=[guard, recorder],
+        verbose=0,
+    )
+    return recorder, guard
+
+
 def _same(a, b):
     return all(np.array_equal(u, w) for u, w in zip(a, b, strict=True))
 
@@ -193,15 +207,7 @@ def test_eager_and_several_steps_per_call_roll_back_in_the_step(digits, compile_
         loss="sparse_categorical_crossentropy",
         **compile_kwargs,
     )
-    recorder, guard = Recorder(), NaNGuard(factor=0.5, backup_every=1)
-    model.fit(
-        _nan_batch(x, 3)[:800],
-        y[:800],
-        batch_size=BATCH,
-        shuffle=False,
-        callbacks=[guard, recorder],
-        verbose=0,
-    )
+    recorder, guard = _fit_nan_batch_3(model, x, y)
     assert [(e["batch"], e["cause"]) for e in guard.rescues] == [(3, "loss")]
     assert float(np.asarray(model.optimizer.learning_rate)) == pytest.approx(0.025)
     assert all(np.isfinite(w).all() for w in model.get_weights())
@@ -222,16 +228,8 @@ def test_a_fit_cut_short_leaves_no_second_guard_behind(digits, caplog):
         model.fit(
             x[:800], y[:800], batch_size=BATCH, callbacks=[NaNGuard(), Interrupt()], verbose=0
         )
-    recorder, guard = Recorder(), NaNGuard(factor=0.5, backup_every=1)
     with caplog.at_level(logging.WARNING, logger="keras_opt"):
-        model.fit(
-            _nan_batch(x, 3)[:800],
-            y[:800],
-            batch_size=BATCH,
-            shuffle=False,
-            callbacks=[guard, recorder],
-            verbose=0,
-        )
+        recorder, guard = _fit_nan_batch_3(model, x, y)
     # One guard acted (the first fit's guard, left wrapped inside, would report the fault too).
     assert [(e["batch"], e["cause"]) for e in guard.rescues] == [(3, "loss")]
     assert sum("NaNGuard: non-finite" in r.getMessage() for r in caplog.records) == 1
