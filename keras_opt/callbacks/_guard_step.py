@@ -99,6 +99,12 @@ def _drop_stale_patch(obj: Any, name: str) -> None:
         _unpatch(obj, name)
 
 
+def _by_replica(arrays: Any, replicas: int) -> list[list[Any]]:
+    """Flat ``arrays`` (replica by replica, the same leaves each) as one list per replica."""
+    count = len(arrays) // replicas if replicas else 0
+    return [list(arrays[r * count : (r + 1) * count]) for r in range(replicas)]
+
+
 def all_finite(tensors: list[Any]) -> tf.Tensor:
     """True when the float elements of ``tensors`` are all finite: one sum per tensor.
 
@@ -528,10 +534,8 @@ class GuardedStep:
         replicas = len(shards)
 
         def host(cause: int, arrays: Any) -> bool:
-            count = len(arrays) // replicas if replicas else 0
-            parts = [list(arrays[r * count : (r + 1) * count]) for r in range(replicas)]
             with self.model.distribute_strategy.scope():
-                self._fault(tf.constant(cause), self.steps, parts)
+                self._fault(tf.constant(cause), self.steps, _by_replica(arrays, replicas))
             return True
 
         def fault(cause: int) -> Callable[[], tf.Tensor]:
@@ -582,12 +586,11 @@ class GuardedStep:
         """The event and the batch (each replica's shard of each leaf) to the host, on a fault."""
         host = self.capture
         assert host is not None  # only called when the batch can be captured
-        replicas, count = len(shards), len(shards[0]) if shards else 0
+        replicas = len(shards)
         tensors = [tf.identity(part) for shard in shards for part in shard]
 
         def run(row: Any, *arrays: Any) -> Any:
-            parts = [list(arrays[r * count : (r + 1) * count]) for r in range(replicas)]
-            return host(row.numpy(), parts)
+            return host(row.numpy(), _by_replica(arrays, replicas))
 
         tf.py_function(run, [row, *tensors], Tout=tf.bool)
 
