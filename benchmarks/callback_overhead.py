@@ -28,13 +28,15 @@ Configurations:
   ``NaNGuard()``;
 * the standard set: ``LRScheduler`` + ``TrainingMonitor`` + ``NaNGuard``.
 
-NaNGuard has no per-batch hook: all it costs is in the train step. A 2%
-overhead is below what epoch pairs resolve on a shared VM, so its in-graph
-cost is also measured step by step (``nan_guard_step``, see `step_cost`):
-one model's train functions with and without the guard, in blocks of warm
-steps, ``--step-rounds`` rounds in a random order, made anew for several
-instances, with an A/A pair of plain functions as the floor (a bias there
-makes the verdict "noisy"); the snapshot steps' cost is added, amortized.
+A 2% overhead is below what epoch pairs resolve on a shared VM, so the
+targets of NaNGuard and the standard set are also measured step by step
+(``nan_guard_step``, ``standard_set_step``, with an empty batch callback as
+the anchor, ``empty_batch_callback_step``; see `step_cost`): one model's fit
+steps (the callback list's batch hooks around its train function, as
+``fit`` runs them) with and without the callbacks, in blocks of warm steps,
+``--step-rounds`` rounds in a random order, made anew for several instances,
+with an A/A pair of plain steps as the floor (a bias there makes the verdict
+"noisy"); the snapshot steps' cost is added, amortized.
 ``implied_fit_ratio`` divides it by plain fit's time per step (its median
 epoch over the steps per epoch): computed, not measured end to end.
 
@@ -103,8 +105,20 @@ MIN_PAIRS = 5
 MIN_STEP_ROUNDS = 1000
 #: Steps per block in `step_cost`: the first is not timed.
 STEP_BLOCK = 4
-#: Most instances of the train functions in `step_cost` (one per 150 rounds).
+#: Most instances of the fit steps in `step_cost` (one per 150 rounds).
 STEP_INSTANCES = 8
+#: The fit steps `step_cost` compares: configurations of `measure` and ``snapshot_step``
+#: (``NaNGuard(backup_every=1)``: a snapshot step every step).
+STEP_CONFIGS = (
+    "plain",
+    "plain_again",
+    "empty_batch_callback",
+    "nan_guard",
+    "snapshot_step",
+    "standard_set",
+)
+#: The fit steps whose cost `measure` reports against a target, as ``<name>_step``.
+STEP_TARGETS = ("nan_guard", "standard_set")
 
 
 def median_interval(
@@ -133,50 +147,85 @@ def _spread(values: list[float]) -> float:
     return (max(values) - min(values)) / statistics.median(values)
 
 
-def _step_functions(model: Any, iterator: Any, order: Any) -> dict[str, Any]:
-    """One instance of the four train functions of ``model`` (see `step_cost`), traced, warm."""
-    from keras_opt.callbacks import NaNGuard
+def _fit_steps(
+    model: Any, iterator: Any, order: Any, callbacks_for: Any, total_steps: int
+) -> dict[str, Any]:
+    """One instance of the fit steps of `STEP_CONFIGS` on ``model``: traced, warm.
 
-    names = ["plain", "plain_again", "nan_guard", "snapshot_step"]
-    order.shuffle(names)  # made in a random order: the first made is not always the same one
-    functions = {}
-    for name in names:
-        if name.startswith("plain"):
-            model.make_train_function(force=True)
-            functions[name] = model.train_function
-            continue
-        guard = NaNGuard() if name == "nan_guard" else NaNGuard(backup_every=1)
-        guard.set_model(model)
-        guard.on_train_begin()  # wraps the train step and makes the train function, as fit would
-        functions[name] = model.train_function
-        for _ in range(3):  # traces what it runs (the default guard: both of its functions)
-            functions[name](iterator)
-        guard.on_train_end()  # undoes the wrapping; the traced functions stay as they are
-    for function in functions.values():  # warm-up
-        for _ in range(20):
-            function(iterator)
-    return functions
-
-
-def step_cost(build: Any, x: Any, y: Any, batch_size: int, rounds: int) -> dict[str, Any]:
-    """NaNGuard's cost per train step, on one model: its train functions with and without it.
-
-    One model, so that the variables (and their memory) are the same on both sides; separate
-    model instances differ by up to ~2% here on their own. Four train functions of that
-    model: plain, plain again (A/A: the floor of this measurement), ``NaNGuard()`` (the
-    default, a snapshot every 100 steps), ``NaNGuard(backup_every=1)`` (a snapshot step
-    every step). Each round runs each function for one block of ``STEP_BLOCK`` steps, in a
-    random order; the first step of a block (the first after another function's) is not
-    timed, the others are, as in ``fit``, where steps follow one another. A sample is the
-    median over an instance's rounds of a block's time per step minus plain's in the same
-    round. Two traced functions of the same code differ here by up to ~100 us per step, the
-    same in every round (the A/A comparison of one instance showed it), so the functions are
-    made anew, in a random order, for each of up to ``STEP_INSTANCES`` instances (one per
-    150 rounds), and the figure is the median over instances, with a 90% order-statistics
-    interval over them. The median leaves out the rare snapshot steps of the default guard:
-    their cost, measured by the ``backup_every=1`` guard, is added divided by 100
-    (``amortized_extra_us``).
+    Each is a function that runs one step as ``fit`` runs it: the callback list's batch
+    hooks around the train function (``CallbackList`` with ``History`` and no progress bar,
+    as ``fit(verbose=0)`` makes it). ``on_train_begin`` runs once, as in ``fit``: what it
+    installs (NaNGuard's train functions, LRScheduler's schedule) is in the traced function;
+    ``on_train_end`` runs after the warm-up, so that the next configuration is traced
+    without it, and the traced functions stay as they are.
     """
+    import itertools
+
+    from keras_opt.backend import keras
+
+    names = list(STEP_CONFIGS)
+    order.shuffle(names)  # made in a random order: the first made is not always the same one
+    steps = {}
+    for name in names:
+        callback_list = keras.callbacks.CallbackList(
+            callbacks_for(name),
+            add_history=True,
+            add_progbar=False,
+            model=model,
+            verbose=0,
+            epochs=1,
+            steps=total_steps,
+        )
+        before = model.train_function
+        callback_list.on_train_begin()
+        if model.train_function is before or model.train_function is None:
+            model.make_train_function(force=True)  # a fresh trace for each configuration
+        callback_list.on_epoch_begin(0)
+        counter = itertools.count()
+
+        def step(callbacks=callback_list, function=model.train_function, batch=counter):
+            index = next(batch)
+            callbacks.on_train_batch_begin(index)
+            logs = function(iterator)
+            callbacks.on_train_batch_end(index, logs)
+
+        for _ in range(3):  # traces what it runs (the default guard: both of its functions)
+            step()
+        callback_list.on_train_end()
+        steps[name] = step
+    for step in steps.values():  # warm-up
+        for _ in range(20):
+            step()
+    return steps
+
+
+def step_cost(
+    build: Any, callbacks_for: Any, x: Any, y: Any, batch_size: int, rounds: int
+) -> dict[str, Any]:
+    """Cost per fit step of NaNGuard, the standard set and an empty batch hook, on one model.
+
+    One model, so that the variables (and their memory) are the same on every side;
+    separate model instances differ by up to ~2% here on their own. The fit steps of
+    `STEP_CONFIGS` (see `_fit_steps`): plain, plain again (A/A: the floor of this
+    measurement), an empty per-batch callback (anchor), ``NaNGuard()`` (the default, a
+    snapshot every 100 steps), ``NaNGuard(backup_every=1)`` (a snapshot step every step),
+    and the standard set (LRScheduler + TrainingMonitor + NaNGuard, its hooks included).
+    Each round runs each for one block of ``STEP_BLOCK`` steps, in a random order; the
+    first step of a block (the first after another configuration's) is not timed, the
+    others are, as in ``fit``, where steps follow one another. A sample is the median over
+    an instance's rounds of a block's time per step minus plain's in the same round. Two
+    traced functions of the same code differ here by up to ~100 us per step, the same in
+    every round (the A/A comparison of one instance showed it), so the steps are made anew,
+    in a random order, for each of up to ``STEP_INSTANCES`` instances (one per 150 rounds),
+    and a figure is the median over instances, with a 90% order-statistics interval over
+    them. The median leaves out the rare snapshot steps of the default guard: their cost,
+    measured by the ``backup_every=1`` guard, is added divided by 100 to the figures of the
+    configurations with a default guard (``amortized_extra_us``). Epoch ends are not in it
+    (once per epoch; the epoch pairs have them). keras_opt's warnings are silenced while it
+    runs (a TrainingMonitor that watches thousands of steps of one long epoch reports loss
+    spikes a real epoch would not have).
+    """
+    import logging
     import random
     import time
 
@@ -191,52 +240,66 @@ def step_cost(build: Any, x: Any, y: Any, batch_size: int, rounds: int) -> dict[
     iterator = iter(data.repeat())
     every = NaNGuard().backup_every
     instances = max(1, min(STEP_INSTANCES, rounds // 150))
-    samples: dict[str, list[float]] = {"nan_guard": [], "plain_again": [], "snapshot_step": []}
-    steps: dict[str, list[float]] = {"plain": [], "nan_guard": []}
+    others = [n for n in STEP_CONFIGS if n != "plain"]
+    samples: dict[str, list[float]] = {n: [] for n in others}
+    times: dict[str, list[float]] = {n: [] for n in STEP_CONFIGS}
     clock, order = time.perf_counter, random.Random(0)
-    for instance in range(instances):
-        functions = _step_functions(model, iterator, order)
-        names = list(functions)
-        per_step: dict[str, list[float]] = {n: [] for n in names}
-        for _ in range(rounds // instances + (instance < rounds % instances)):
-            order.shuffle(names)
-            for name in names:
-                function = functions[name]
-                function(iterator)  # the first step after another function's: not timed
-                start = clock()
-                for _ in range(STEP_BLOCK - 1):
-                    function(iterator)
-                per_step[name].append((clock() - start) / (STEP_BLOCK - 1))
-        plain = np.array(per_step["plain"])
-        for name, values in samples.items():
-            values.append(1e6 * float(np.median(np.array(per_step[name]) - plain)))
-        for name, values in steps.items():
-            values.extend(per_step[name])
+    total_steps = (rounds + instances) * STEP_BLOCK + 100 * instances
+    quiet, level = logging.getLogger("keras_opt"), logging.getLogger("keras_opt").level
+    quiet.setLevel(logging.ERROR)
+    try:
+        for instance in range(instances):
+            steps = _fit_steps(model, iterator, order, callbacks_for, total_steps)
+            names = list(steps)
+            per_step: dict[str, list[float]] = {n: [] for n in names}
+            for _ in range(rounds // instances + (instance < rounds % instances)):
+                order.shuffle(names)
+                for name in names:
+                    step = steps[name]
+                    step()  # the first step after another configuration's: not timed
+                    start = clock()
+                    for _ in range(STEP_BLOCK - 1):
+                        step()
+                    per_step[name].append((clock() - start) / (STEP_BLOCK - 1))
+            plain = np.array(per_step["plain"])
+            for name, values in samples.items():
+                values.append(1e6 * float(np.median(np.array(per_step[name]) - plain)))
+            for name, values in times.items():
+                values.extend(per_step[name])
+    finally:
+        quiet.setLevel(level)
 
     def summary(name: str) -> tuple[float, list[float]]:
         return statistics.median(samples[name]), list(median_interval(samples[name]))
 
-    guard_extra, guard_interval = summary("nan_guard")
     aa_extra, aa_interval = summary("plain_again")
     snapshot_extra, _ = summary("snapshot_step")
+    guard_extra, _ = summary("nan_guard")
     amortize = (snapshot_extra - guard_extra) / every
+    configs = {}
+    for name in ("empty_batch_callback", "nan_guard", "standard_set"):
+        extra, interval = summary(name)
+        add = amortize if name != "empty_batch_callback" else 0.0
+        configs[name] = {
+            "step_us": 1e6 * float(np.median(times[name])),
+            "extra_us": extra,
+            "extra_us_interval": interval,
+            "extra_us_per_instance": samples[name],
+            "amortized_extra_us": extra + add,
+            "amortized_extra_us_interval": [v + add for v in interval],
+        }
     return {
         "rounds": rounds,
         "instances": instances,
         "steps_per_block": STEP_BLOCK,
-        "plain_step_us": 1e6 * float(np.median(steps["plain"])),
-        "guarded_step_us": 1e6 * float(np.median(steps["nan_guard"])),
-        "extra_us": guard_extra,
-        "extra_us_interval": guard_interval,
-        "extra_us_per_instance": samples["nan_guard"],
+        "plain_step_us": 1e6 * float(np.median(times["plain"])),
         "plain_again_extra_us": aa_extra,
         "plain_again_extra_us_interval": aa_interval,
         "plain_again_extra_us_per_instance": samples["plain_again"],
         "snapshot_step_extra_us": snapshot_extra,
         "backup_every": every,
-        "amortized_extra_us": guard_extra + amortize,
-        "amortized_extra_us_interval": [v + amortize for v in guard_interval],
         "interval_coverage": INTERVAL_COVERAGE,
+        "configs": configs,
     }
 
 
@@ -313,27 +376,32 @@ def measure(
         )
         return model
 
+    def callbacks_for(name):
+        if name == "empty_batch_callback":
+            return [EmptyBatchCallback()]
+        if name == "tensorboard_histograms":
+            return [keras.callbacks.TensorBoard(log_dir=logs, histogram_freq=1)]
+        if name == "lr_scheduler":
+            return [LRScheduler(OneCycle(max_lr=1e-2))]
+        if name == "training_monitor":
+            return [TrainingMonitor()]
+        if name == "gradient_monitor":
+            return [GradientMonitor(probe=probe)]
+        if name == "activation_monitor":
+            return [ActivationMonitor(probe=x[:256])]
+        if name == "nan_guard":
+            return [NaNGuard()]
+        if name == "snapshot_step":  # step_cost only
+            return [NaNGuard(backup_every=1)]
+        if name == "standard_set":
+            return [LRScheduler(OneCycle(max_lr=1e-2)), TrainingMonitor(), NaNGuard()]
+        return []
+
     def configure(name):
-        lr, callbacks = 1e-3, []
+        lr = 1e-3
         if name == "keras_schedule":
             lr = keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=fit_epochs[name] * steps)
-        elif name == "empty_batch_callback":
-            callbacks = [EmptyBatchCallback()]
-        elif name == "tensorboard_histograms":
-            callbacks = [keras.callbacks.TensorBoard(log_dir=logs, histogram_freq=1)]
-        elif name == "lr_scheduler":
-            callbacks = [LRScheduler(OneCycle(max_lr=1e-2))]
-        elif name == "training_monitor":
-            callbacks = [TrainingMonitor()]
-        elif name == "gradient_monitor":
-            callbacks = [GradientMonitor(probe=probe)]
-        elif name == "activation_monitor":
-            callbacks = [ActivationMonitor(probe=x[:256])]
-        elif name == "nan_guard":
-            callbacks = [NaNGuard()]
-        elif name == "standard_set":
-            callbacks = [LRScheduler(OneCycle(max_lr=1e-2)), TrainingMonitor(), NaNGuard()]
-        return build(lr), callbacks
+        return build(lr), callbacks_for(name)
 
     lanes = Lanes()
     for name in names:
@@ -396,19 +464,28 @@ def measure(
             "verdict": verdict,
         }
     extra: dict[str, Any] = {}
-    if "nan_guard" in names and step_rounds > 0:
+    if step_rounds > 0 and any(n in names for n in STEP_TARGETS):
         with Window() as window:
-            step = step_cost(build, x, y, batch_size, step_rounds)
-        plain_fit_step_us = 1e6 * configs["nan_guard"]["plain_median_epoch_s"] / steps
-        step["plain_fit_step_us"] = plain_fit_step_us
-        step["implied_fit_ratio"] = 1 + step["amortized_extra_us"] / plain_fit_step_us
-        step["implied_fit_ratio_interval"] = [
-            1 + v / plain_fit_step_us for v in step["amortized_extra_us_interval"]
-        ]
-        step["target_ratio"] = TARGETS["nan_guard"]
-        step["verdict"] = step_verdict(step)
-        step["load"] = window.record
-        extra["nan_guard_step"] = step
+            cost = step_cost(build, callbacks_for, x, y, batch_size, step_rounds)
+        # Plain fit's time per step, from all its measured epochs.
+        plain_epochs = [pw for name in others for _, _, pw, _ in pairs[name]]
+        plain_fit_step_us = 1e6 * statistics.median(plain_epochs) / steps
+        shared = {k: v for k, v in cost.items() if k != "configs"}
+        for name, config in cost["configs"].items():
+            step = {
+                **shared,
+                **config,
+                "label": LABELS[name],
+                "plain_fit_step_us": plain_fit_step_us,
+                "implied_fit_ratio": 1 + config["amortized_extra_us"] / plain_fit_step_us,
+                "implied_fit_ratio_interval": [
+                    1 + v / plain_fit_step_us for v in config["amortized_extra_us_interval"]
+                ],
+                "target_ratio": TARGETS[name],
+                "load": window.record,
+            }
+            step["verdict"] = None if step["target_ratio"] is None else step_verdict(step)
+            extra[f"{name}_step"] = step
     return {
         "flavor": flavor(),
         "steps_per_epoch": steps,
@@ -438,7 +515,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--step-rounds",
         type=int,
         default=1500,
-        help="rounds of NaNGuard step blocks (0: none; see step_cost)",
+        help="rounds of fit-step blocks (0: none; see step_cost)",
     )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--flavor", choices=("both", "keras3", "tf_keras"), default="both")

@@ -21,6 +21,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["TrainingMonitor"]
 
+#: Keys of the batch logs only (``diverged`` is in both, with the epoch's value there).
+_BATCH_ONLY_KEYS = ("batch_loss", "loss_spike")
+
 
 class TrainingMonitor(Callback):
     """Step time, throughput, the true per-batch loss, and four training alarms.
@@ -156,6 +159,7 @@ class TrainingMonitor(Callback):
         self._overfit_streak = 0
         self._prev_epoch_logs: dict[str, float] | None = None
         self._epoch = 0
+        self._wrote_fit_logs = False
         self._reset_epoch()
 
     def _reset_epoch(self) -> None:
@@ -208,6 +212,10 @@ class TrainingMonitor(Callback):
         logs["batch_loss"] = loss
         logs["diverged"] = float(self._check_divergence(batch, loss))
         logs["loss_spike"] = float(self._check_spike(batch, loss))
+        # tf_keras hands over its own batch dict when no callback wants NumPy logs (see
+        # `Callback`), and makes the epoch logs from the last one: the batch keys written into
+        # it are taken out of the epoch logs again in `on_epoch_end`.
+        self._wrote_fit_logs = hasattr(logs["loss"], "numpy")
 
     def _event(self, kind: str, message: str, **details: Any) -> None:
         event = {"kind": kind, "epoch": self._epoch, **details, "message": message}
@@ -262,6 +270,10 @@ class TrainingMonitor(Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs if logs is not None else {}
+        if self._wrote_fit_logs:
+            for key in _BATCH_ONLY_KEYS:
+                logs.pop(key, None)
+            self._wrote_fit_logs = False
         epoch_time = time.perf_counter() - self._epoch_start
         logs["epoch_time"] = epoch_time
         if self._steps:

@@ -74,18 +74,32 @@ def test_run_all_quick_writes_results_json_and_markdown(quick_run):
     assert entry["measured"]["other_processes_cores_used"] >= 0.0
     assert len(entry["attempts"]) == 1
     rows = entry["rows"]
-    assert [r["metric"] for r in rows] == [
-        "NaNGuard() vs plain fit (keras3)",
-        "NaNGuard() in-graph cost per step, as a fit ratio (keras3)",
-        "NaNGuard() vs plain fit (tf_keras)",
-        "NaNGuard() in-graph cost per step, as a fit ratio (tf_keras)",
+    steps = [
+        "an empty per-batch Python callback (anchor) per fit step, as a fit ratio",
+        "NaNGuard() per fit step, as a fit ratio",
+        "LRScheduler + TrainingMonitor + NaNGuard per fit step, as a fit ratio",
     ]
-    for row, flavor in zip(rows[1::2], ("keras3", "tf_keras"), strict=True):
-        step = entry["result"]["flavors"][flavor]["nan_guard_step"]
-        assert step["rounds"] == 100
-        assert "over 100 rounds of step blocks" in row["value"]
-        assert step["verdict"] == row["verdict"] == "noisy"  # too few pairs to decide
-    for row, flavor in zip(rows[::2], ("keras3", "tf_keras"), strict=True):
+    assert [r["metric"] for r in rows] == [
+        f"{metric} ({flavor})"
+        for flavor in ("keras3", "tf_keras")
+        for metric in ["NaNGuard() vs plain fit", *steps]
+    ]
+    for i, flavor in enumerate(("keras3", "tf_keras")):
+        for row, name in zip(
+            rows[4 * i + 1 : 4 * i + 4],
+            ("empty_batch_callback", "nan_guard", "standard_set"),
+            strict=True,
+        ):
+            step = entry["result"]["flavors"][flavor][f"{name}_step"]
+            assert step["rounds"] == 100
+            assert "over 100 rounds of step blocks" in row["value"]
+            if name == "empty_batch_callback":
+                assert step["verdict"] is None
+                assert row["target"] == "none (anchor)"
+            else:  # too few rounds to decide
+                assert step["verdict"] == row["verdict"] == "noisy"
+                assert row["target"] == f"<= {step['target_ratio']}"
+    for row, flavor in zip(rows[::4], ("keras3", "tf_keras"), strict=True):
         config = entry["result"]["flavors"][flavor]["configs"]["nan_guard"]
         assert row["target"] == "<= 1.02"
         low, high = config["interval"]
@@ -147,7 +161,7 @@ def test_nan_guard_step_cost_row_reads_the_interval_against_the_fit_step(extra, 
     step = {
         "rounds": 3000,
         "plain_step_us": 2000.0,
-        "guarded_step_us": 2000.0 + sum(extra) / 2,
+        "label": "NaNGuard()",
         "amortized_extra_us": sum(extra) / 2,
         "amortized_extra_us_interval": list(extra),
         "plain_again_extra_us_interval": [-8.0, 5.0],
@@ -163,7 +177,7 @@ def test_nan_guard_step_cost_row_reads_the_interval_against_the_fit_step(extra, 
     bench = next(b for b in run_all.BENCHMARKS if b.name == "callback_overhead")
     rows = run_all.judge(run_all._callback_overhead(result), [], bench.noise)
     row = rows[-1]
-    assert row["metric"] == "NaNGuard() in-graph cost per step, as a fit ratio (keras3)"
+    assert row["metric"] == "NaNGuard() per fit step, as a fit ratio (keras3)"
     assert row["verdict"] == verdict
     assert f"interval {low:.3f}-{high:.3f}" in row["value"]
     assert (

@@ -12,7 +12,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from keras_opt.callbacks import TrainingMonitor
+from keras_opt.backend import flavor, keras
+from keras_opt.callbacks import GradientMonitor, LRFinder, LRScheduler, NaNGuard, TrainingMonitor
+from keras_opt.schedules import OneCycle
 from tests._fresh_process import run_script
 from tests.conftest import build_residual_cnn, compile_classifier
 
@@ -155,6 +157,7 @@ def fitted(digits, tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("monitor")
     model = compile_classifier(build_residual_cnn())
     monitor = TrainingMonitor(log_dir=log_dir, batch_size=100)
+    recorder = _TensorLogsRecorder()
     history = model.fit(
         x,
         y,
@@ -162,14 +165,60 @@ def fitted(digits, tmp_path_factory):
         epochs=3,
         initial_epoch=1,
         validation_data=(x_test, y_test),
-        callbacks=[monitor],
+        callbacks=[monitor, recorder],
         verbose=0,
     )
-    return monitor, history, log_dir
+    return monitor, history, log_dir, recorder.batch_logs
+
+
+class _TensorLogsRecorder(keras.callbacks.Callback):
+    """Records batch logs as it gets them, and takes them unconverted where tf_keras can."""
+
+    def __init__(self):
+        super().__init__()
+        self._supports_tf_logs = True
+        self.batch_logs = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batch_logs.append(dict(logs))
+
+
+def test_batch_logs_stay_tensors_and_batch_keys_stay_out_of_epoch_logs(fitted):
+    monitor, history, _, batch_logs = fitted
+    # tf_keras converts every batch's logs to NumPy unless all batch-hook callbacks take
+    # tensors; Keras 3 always hands over Python floats.
+    loss = batch_logs[0]["loss"]
+    assert hasattr(loss, "numpy") if flavor() == "tf_keras" else isinstance(loss, float)
+    np.testing.assert_allclose(
+        [b["batch_loss"] for b in batch_logs], sum(monitor.batch_losses, []), rtol=1e-12
+    )
+    assert {b["loss_spike"] for b in batch_logs} == {0.0}
+    # tf_keras makes the epoch logs from the last batch's dict, which the monitor wrote into.
+    for key in ("batch_loss", "loss_spike"):
+        assert key not in history.history
+        assert all(key not in row for row in monitor.history)
+
+
+def test_keras_opt_batch_hooks_do_not_make_tf_keras_convert_logs(digits):
+    x, y, _, _ = digits
+    model = compile_classifier(build_residual_cnn())
+    callbacks = [
+        TrainingMonitor(),
+        GradientMonitor(probe=(x[:8], y[:8])),
+        LRFinder(num_steps=5),
+        LRScheduler(OneCycle(max_lr=0.01)),
+        NaNGuard(),
+    ]
+    cb_list = keras.callbacks.CallbackList(callbacks, add_history=True, model=model)
+    if flavor() == "tf_keras":
+        assert cb_list._should_call_train_batch_hooks  # the monitor, the probe, the finder
+        assert cb_list._batch_hooks_support_tf_logs
+    else:  # Keras 3 always converts the logs; nothing to skip
+        assert not hasattr(cb_list, "_batch_hooks_support_tf_logs")
 
 
 def test_real_fit_logs_timing_and_true_batch_losses(fitted):
-    monitor, history, _ = fitted
+    monitor, history, _, _ = fitted
     assert [row["epoch"] for row in monitor.history] == [1, 2]  # initial_epoch=1
     for key in ("epoch_time", "step_time", "steps_per_sec", "samples_per_sec", "diverged"):
         assert len(history.history[key]) == 2
@@ -187,7 +236,7 @@ def test_real_fit_logs_timing_and_true_batch_losses(fitted):
 
 
 def test_history_files_written_at_train_end(fitted):
-    monitor, history, log_dir = fitted
+    monitor, history, log_dir, _ = fitted
     with open(os.path.join(log_dir, "history.json"), encoding="utf-8") as f:
         data = json.load(f)
     assert [row["epoch"] for row in data["epochs"]] == [1, 2]
