@@ -57,6 +57,8 @@ def read_float(value: Any) -> float:
         >>> read_float(np.float32(0.5))
         0.5
     """
+    if type(value) is float or type(value) is int:  # Keras 3's batch logs: no copy needed
+        return float(value)
     return float(read_value(value))
 
 

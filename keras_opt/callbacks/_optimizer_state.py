@@ -15,6 +15,7 @@ the traced train step computes the current value at each step.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -26,13 +27,32 @@ from keras_opt.backend import is_tf_keras, keras
 MOMENTUM_ATTRS = ("momentum", "beta_1")
 
 
+def _may_share_reads(graph: Any) -> bool:
+    """Whether one read of the momentum variable can serve every use in ``graph``.
+
+    The optimizer uses ``beta_1`` / ``momentum`` twice per model variable; with one read per
+    use, each use is a separate stateful op, ordered after the schedule's assign, and
+    Grappler cannot merge the identical arithmetic built on them (tf_keras' Adam:
+    ``pow(beta_1, step)`` per variable): a one-cycle LRScheduler cost ~0.1 ms per step on the
+    digits CNN, most of it this. The value is the same for every use of a step (the schedule
+    assigns it once, before the update). Not shared inside a control-dependency scope (the
+    read would carry it to other uses) nor with several replicas (each reads its own copy).
+    """
+    if getattr(graph, "_control_dependencies_stack", None):
+        return False
+    return not tf.distribute.has_strategy() or (
+        tf.distribute.get_strategy().num_replicas_in_sync == 1
+    )
+
+
 class DynamicFloat(float):
     """A float whose arithmetic and tensor conversion read a live value (see module doc).
 
-    Inside the traced train step it reads ``variable`` — one op, however many
-    model variables the optimizer updates — which `ScheduledLearningRate`
-    refreshes once per step. Read eagerly (``float(optimizer.beta_1)``), it
-    evaluates ``fn()``, the value for the optimizer's next step.
+    Inside the traced train step it reads ``variable`` — one op per traced graph,
+    however many model variables the optimizer updates (see `_may_share_reads`) —
+    which `ScheduledLearningRate` refreshes once per step. Read eagerly
+    (``float(optimizer.beta_1)``), it evaluates ``fn()``, the value for the
+    optimizer's next step.
     """
 
     fn: Callable[[], tf.Tensor]
@@ -47,9 +67,16 @@ class DynamicFloat(float):
         return obj
 
     def _t(self) -> tf.Tensor:
-        if self.variable is not None and not tf.executing_eagerly():
-            return tf.convert_to_tensor(self.variable)
-        return tf.convert_to_tensor(self.fn())
+        if self.variable is None or tf.executing_eagerly():
+            return tf.convert_to_tensor(self.fn())
+        graph = tf.compat.v1.get_default_graph()
+        cached = getattr(self, "_read", None)
+        if cached is not None and cached[0]() is graph:
+            return cached[1]
+        value = tf.convert_to_tensor(self.variable)
+        if _may_share_reads(graph):
+            self._read = (weakref.ref(graph), value)
+        return value
 
     def __tf_tensor__(self, dtype: Any = None, name: Any = None) -> tf.Tensor:
         value = self._t()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-import statistics
 import time
+from bisect import bisect_left, insort
 from collections.abc import Callable
 from typing import Any
 
@@ -153,7 +153,8 @@ class TrainingMonitor(Callback):
         self.history: list[dict[str, Any]] = []
         self.batch_losses: list[list[float]] = []
         self.events: list[dict[str, Any]] = []
-        self._recent: list[float] = []
+        self._recent: list[float] = []  # the last `spike_window` batch losses, in order
+        self._recent_sorted: list[float] = []  # the same, sorted (the median in O(1))
         self._ema = SmoothedLoss(self.smoothing)
         self._wait = 0
         self._overfit_streak = 0
@@ -248,10 +249,11 @@ class TrainingMonitor(Callback):
     def _check_spike(self, batch: int, loss: float) -> bool:
         if not math.isfinite(loss):
             return False
-        recent = self._recent
+        recent, ordered = self._recent, self._recent_sorted
         spike = False
         if len(recent) >= 5:
-            median = statistics.median(recent)
+            half = len(ordered) // 2
+            median = ordered[half] if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) / 2
             if median > 0 and loss > self.spike_factor * median:
                 spike = True
                 self._epoch_spikes += 1
@@ -264,8 +266,9 @@ class TrainingMonitor(Callback):
                     loss=loss,
                 )
         recent.append(loss)
+        insort(ordered, loss)
         if len(recent) > self.spike_window:
-            del recent[0]
+            del ordered[bisect_left(ordered, recent.pop(0))]
         return spike
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:

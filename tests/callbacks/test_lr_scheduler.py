@@ -11,6 +11,7 @@ import pytest
 from keras_opt.backend import keras
 from keras_opt.callbacks import LRScheduler, Plateau
 from keras_opt.callbacks._optimizer_state import (
+    DynamicFloat,
     ScheduledLearningRate,
     learning_rate_variable,
     release_schedule,
@@ -338,3 +339,26 @@ def test_bad_scheduler_arguments(kwargs, exc, match):
 def test_bad_plateau_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Plateau(**kwargs)
+
+
+def test_momentum_is_read_once_per_traced_graph_outside_control_dependencies():
+    import tensorflow as tf
+
+    variable = tf.Variable(0.9)
+    beta = DynamicFloat(0.9, lambda: tf.constant(0.8), variable)
+    seen = {}
+
+    @tf.function
+    def step():
+        with tf.control_dependencies([tf.no_op()]):
+            scoped = tf.convert_to_tensor(beta)  # carries the scope: not shared
+        first, second = tf.convert_to_tensor(beta), beta * 2.0
+        seen["scoped"] = scoped is first
+        seen["shared"] = first is second.op.inputs[0]
+        return first + second
+
+    assert float(step()) == pytest.approx(0.9 * 3)
+    assert seen == {"shared": True, "scoped": False}
+    variable.assign(0.5)
+    assert float(step()) == pytest.approx(0.5 * 3)  # the read runs at every call
+    assert float(beta) == pytest.approx(0.8)  # eagerly: the schedule's value
